@@ -1,0 +1,55 @@
+"""kws-edge: on-device keyword spotting (runtime).
+
+The runtime needs numpy, scipy, python_speech_features and one TFLite
+interpreter; it never imports TensorFlow. Training (``kws_edge.training``)
+and conversion (``kws_edge.converters``) come with the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+from .audio import read_wav, validate_audio
+from .bundle import Bundle, Manifest, default_bundle_path, load_bundle, save_bundle
+from .detector import KeywordDetector, detect_samples
+from .engine import Engine
+from .errors import (
+    AudioFormatError,
+    BackendUnavailableError,
+    BudgetExceeded,
+    BundleError,
+    ConfigError,
+    DataError,
+    KwsError,
+)
+from .features import MfccConfig, Normalization, StreamingMfcc, mfcc
+from .model import KwsModel
+from .smoothing import Detection, DetectorConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "AudioFormatError",
+    "BackendUnavailableError",
+    "BudgetExceeded",
+    "Bundle",
+    "BundleError",
+    "ConfigError",
+    "DataError",
+    "Detection",
+    "DetectorConfig",
+    "Engine",
+    "KeywordDetector",
+    "KwsError",
+    "KwsModel",
+    "Manifest",
+    "MfccConfig",
+    "Normalization",
+    "StreamingMfcc",
+    "default_bundle_path",
+    "detect_samples",
+    "load_bundle",
+    "mfcc",
+    "read_wav",
+    "save_bundle",
+    "validate_audio",
+]

@@ -1,0 +1,94 @@
+"""Atomic writes: a crash, a full disk or Ctrl-C never leaves half an artifact.
+
+Files are written to a temporary sibling and renamed into place; directories
+are assembled in a temporary sibling directory and renamed as a whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import KwsError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_directory", "DiskFullError"]
+
+
+class DiskFullError(KwsError):
+    """The disk filled up while writing; nothing partial was left behind."""
+
+    exit_code = 1
+
+
+def _raise_os(exc: OSError, path: Path) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(f"no space left on the device while writing {path}; free some space and retry") from None
+    raise KwsError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        _raise_os(exc, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _unlink_quietly(path: str | Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``path`` when the block succeeds.
+
+    On any exception (including KeyboardInterrupt) the temporary directory is
+    removed and ``path`` is left exactly as it was.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise KwsError(f"{path} already exists; choose another path or pass --overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _raise_os(exc, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

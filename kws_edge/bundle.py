@@ -1,0 +1,232 @@
+"""Bundles: the unit of deployment (``model.tflite`` + ``manifest.json``).
+
+The manifest holds everything the runtime needs (labels, the full feature
+configuration, normalisation, tensor quantisation, detection defaults) and
+everything an auditor asks (hash, size, operators, provenance, metrics,
+budgets). :func:`load_bundle` checks the format version, the model's SHA-256
+and size, and the internal consistency of the manifest, and raises
+:class:`~kws_edge.errors.BundleError` with a message a user can act on.
+:func:`save_bundle` writes a whole bundle atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .atomic import atomic_directory
+from .config import from_dict, to_dict
+from .errors import BundleError, ConfigError
+from .features import MfccConfig, Normalization
+from .smoothing import DetectorConfig
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "MODEL_NAME",
+    "TensorSpec",
+    "ModelFile",
+    "Manifest",
+    "Bundle",
+    "load_bundle",
+    "save_bundle",
+    "default_bundle_path",
+    "sha256_bytes",
+]
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MODEL_NAME = "model.tflite"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape, storage type and quantisation of a model input or output."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file inside the bundle and what the converter measured of it."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    input: TensorSpec
+    output: TensorSpec
+    quantization: str = "int8"
+    peak_activation_bytes: int = 0
+    weight_bytes: int = 0
+    macs_per_inference: int = 0
+    operators: tuple[str, ...] = ()
+    extra_inputs: tuple[TensorSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything the runtime needs and an auditor asks, as JSON."""
+
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    keywords: tuple[str, ...]
+    features: MfccConfig
+    normalization: Normalization
+    model: ModelFile
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    format_version: int = FORMAT_VERSION
+    description: str = ""
+    streaming_model: Optional[ModelFile] = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    budgets: dict[str, Any] = field(default_factory=dict)
+    attribution: str = ""
+    created_utc: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(to_dict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> "Manifest":
+        return from_dict(cls, data)
+
+    def check(self) -> None:
+        """Internal consistency; raises BundleError."""
+        if len(set(self.labels)) != len(self.labels):
+            raise BundleError(f"manifest labels {list(self.labels)} contain duplicates")
+        missing = [k for k in self.keywords if k not in self.labels]
+        if missing:
+            raise BundleError(f"manifest keyword {missing[0]!r} is not among its labels {list(self.labels)}")
+        if len(self.normalization.mean) != self.features.n_cepstra:
+            raise BundleError(
+                f"manifest normalization has {len(self.normalization.mean)} values but features have "
+                f"{self.features.n_cepstra} cepstra; the bundle was assembled from different runs"
+            )
+        out = self.model.output.shape
+        if out and out[-1] != len(self.labels):
+            raise BundleError(f"model output has {out[-1]} classes but the manifest lists {len(self.labels)} labels")
+        shape = self.model.input.shape
+        want = (1, self.features.frames_per_clip, self.features.n_cepstra)
+        if tuple(shape[:3]) != want:
+            raise BundleError(
+                f"model input shape {list(shape)} does not match the feature configuration "
+                f"{list(want)} (frames x cepstra); re-convert the model"
+            )
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, verified bundle."""
+
+    path: Path
+    manifest: Manifest
+    model_bytes: bytes
+    streaming_model_bytes: bytes | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.labels
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped inside the package."""
+    return Path(__file__).resolve().parent / "default_bundle"
+
+
+def _read_model(path: Path, spec: ModelFile) -> bytes:
+    model_path = path / spec.file
+    if Path(spec.file).name != spec.file:
+        raise BundleError(f"model file name {spec.file!r} in {path / MANIFEST_NAME} must be a plain file name")
+    try:
+        data = model_path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"bundle {path} has no {spec.file}; copy the whole bundle directory again") from None
+    if len(data) != spec.size_bytes:
+        raise BundleError(
+            f"{model_path} is {len(data)} bytes but the manifest says {spec.size_bytes}: the file is "
+            "truncated or was replaced; copy the bundle again"
+        )
+    digest = sha256_bytes(data)
+    if digest != spec.sha256:
+        raise BundleError(
+            f"{model_path} does not match the SHA-256 in its manifest (tampered or corrupted); "
+            "copy the bundle again or re-run kws-convert"
+        )
+    return data
+
+
+def load_bundle(path: str | Path | None = None) -> Bundle:
+    """Load and verify a bundle directory (default: the bundle in the package)."""
+    path = Path(path) if path is not None else default_bundle_path()
+    if not path.exists():
+        raise BundleError(f"bundle {path} does not exist; pass --bundle with a directory made by kws-convert")
+    if not path.is_dir():
+        raise BundleError(f"bundle {path} is not a directory; a bundle is a directory with model.tflite and manifest.json")
+    manifest_path = path / MANIFEST_NAME
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"bundle {path} has no {MANIFEST_NAME}; it is not a kws-edge bundle") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON ({exc}); copy the bundle again") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{manifest_path} must hold a JSON object")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        hint = "upgrade kws-edge" if isinstance(version, int) and version > FORMAT_VERSION else "re-run kws-convert"
+        raise BundleError(f"{manifest_path} has format_version {version!r}; this kws-edge reads {FORMAT_VERSION} ({hint})")
+    try:
+        manifest = Manifest.from_json_dict(raw)
+    except ConfigError as exc:
+        raise BundleError(f"{manifest_path} is invalid: {exc}") from None
+    manifest.check()
+    model = _read_model(path, manifest.model)
+    streaming = _read_model(path, manifest.streaming_model) if manifest.streaming_model else None
+    return Bundle(path=path, manifest=manifest, model_bytes=model, streaming_model_bytes=streaming)
+
+
+def save_bundle(
+    path: str | Path,
+    manifest: Manifest,
+    model_bytes: bytes,
+    *,
+    streaming_model_bytes: bytes | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    overwrite: bool = False,
+) -> Manifest:
+    """Write a bundle atomically; fills in the model files' SHA-256 and size.
+
+    Returns the manifest as written.
+    """
+    model = dataclasses.replace(manifest.model, sha256=sha256_bytes(model_bytes), size_bytes=len(model_bytes))
+    streaming = manifest.streaming_model
+    if streaming_model_bytes is not None:
+        if streaming is None:
+            raise BundleError("streaming model bytes given but the manifest has no streaming_model entry")
+        streaming = dataclasses.replace(streaming, sha256=sha256_bytes(streaming_model_bytes),
+                                        size_bytes=len(streaming_model_bytes))
+    manifest = dataclasses.replace(manifest, model=model, streaming_model=streaming)
+    manifest.check()
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        (tmp / model.file).write_bytes(model_bytes)
+        if streaming is not None and streaming_model_bytes is not None:
+            (tmp / streaming.file).write_bytes(streaming_model_bytes)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest

@@ -1,0 +1,8 @@
+"""Imports every module that registers a ``kws`` subcommand on :data:`kws_edge.cli.cli`.
+
+One module per area; each uses ``@cli.command()`` from ``kws_edge.cli``.
+Modules whose dependencies are extras import them inside the command body,
+so ``kws --help`` works on a runtime-only install.
+"""
+
+from . import runtime  # noqa: F401  detect, classify, info, listen

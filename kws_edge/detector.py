@@ -1,0 +1,148 @@
+"""The streaming keyword detector that applications embed.
+
+Audio chunks of any size -> :class:`~kws_edge.features.StreamingMfcc` (only
+new frames) -> normalise and quantise each new frame once -> a ring buffer
+holding the last clip-length window -> the model every ``stride_hops`` hops
+-> :class:`~kws_edge.smoothing.PosteriorSmoother` -> ``Detection`` events,
+returned and passed to callbacks. The same audio gives the same detections
+whatever the chunk sizes.
+
+Example
+-------
+>>> from kws_edge import KeywordDetector
+>>> det = KeywordDetector.from_bundle()            # the bundled yes/no model
+>>> det.on_detection(lambda d: print(d.label, d.time_s))
+>>> events = det.process(audio_chunk)             # int16 or float32, any length
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import validate_audio
+from .bundle import Bundle, load_bundle
+from .errors import ConfigError
+from .features import StreamingMfcc
+from .model import KwsModel
+from .smoothing import Detection, DetectorConfig, PosteriorSmoother
+
+__all__ = ["KeywordDetector", "Detection", "DetectorConfig", "detect_samples"]
+
+DetectionCallback = Callable[[Detection], Any]
+
+
+class KeywordDetector:
+    """Streaming detector for one bundle.
+
+    Parameters
+    ----------
+    bundle : a loaded :class:`~kws_edge.bundle.Bundle`
+    config : detection settings; default: the bundle manifest's
+    num_threads, backend : passed to the interpreter
+    """
+
+    def __init__(self, bundle: Bundle, *, config: DetectorConfig | None = None, num_threads: int = 1,
+                 backend: str | None = None) -> None:
+        self.bundle = bundle
+        self.model = KwsModel(bundle, num_threads=num_threads, backend=backend)
+        self.config = config or bundle.manifest.detector
+        self.labels = self.model.labels
+        self.keywords = self.model.keywords
+        fc = self.model.features
+        self.sample_rate_hz = fc.sample_rate_hz
+        self._hop_samples = fc.hop_samples
+        self._window_samples = fc.window_samples
+        self._n_window = self.model.window_frames
+        self._mfcc = StreamingMfcc(fc)
+        self._smoother = PosteriorSmoother(self.labels, self.keywords, self.config,
+                                           hop_s=fc.hop_samples * self.config.stride_hops / fc.sample_rate_hz)
+        dtype = np.dtype(self.model.input.dtype)
+        # Ring buffer written twice so the latest window is always one contiguous slice.
+        self._ring = np.zeros((2 * self._n_window, fc.n_cepstra), dtype)
+        self._callbacks: list[DetectionCallback] = []
+        self.reset()
+
+    @classmethod
+    def from_bundle(cls, path: str | Path | None = None, *, num_threads: int = 1, backend: str | None = None,
+                    **overrides: Any) -> "KeywordDetector":
+        """Load a bundle (default: the packaged one) and override detector settings by name.
+
+        ``thresholds`` may be a dict per keyword or one number for all keywords.
+        """
+        bundle = load_bundle(path)
+        config = bundle.manifest.detector
+        if overrides:
+            names = {f.name for f in dataclasses.fields(DetectorConfig)}
+            unknown = sorted(set(overrides) - names)
+            if unknown:
+                raise ConfigError(f"unknown detector setting {unknown[0]!r}; known: {', '.join(sorted(names))}")
+            thresholds = overrides.get("thresholds")
+            if isinstance(thresholds, (int, float)):
+                overrides["thresholds"] = {k: float(thresholds) for k in bundle.manifest.keywords}
+            elif isinstance(thresholds, dict):
+                overrides["thresholds"] = {**config.thresholds, **thresholds}
+            config = dataclasses.replace(config, **overrides)
+        return cls(bundle, config=config, num_threads=num_threads, backend=backend)
+
+    def on_detection(self, callback: DetectionCallback) -> DetectionCallback:
+        """Call ``callback(detection)`` for every detection; returns it (usable as a decorator)."""
+        self._callbacks.append(callback)
+        return callback
+
+    def reset(self) -> None:
+        """Forget all audio and state; stream time restarts at 0."""
+        self._mfcc.reset()
+        self._smoother.reset()
+        self._ring[:] = 0
+        self._n_frames = 0
+        self.n_samples = 0
+        self.n_evaluations = 0
+        self.last_posteriors = np.zeros(len(self.labels), np.float32)
+
+    @property
+    def time_s(self) -> float:
+        """Stream time of the audio processed so far."""
+        return self.n_samples / self.sample_rate_hz
+
+    def process(self, chunk: np.ndarray) -> list[Detection]:
+        """Feed audio (int16 or float32 in [-1, 1], any length); return new detections."""
+        audio = validate_audio(chunk, name="audio chunk")
+        self.n_samples += audio.size
+        frames = self._mfcc.process(audio)
+        if not len(frames):
+            return []
+        prepared = self.model.prepare(frames)
+        detections = []
+        n, ring, stride = self._n_window, self._ring, self.config.stride_hops
+        for row in prepared:
+            pos = self._n_frames % n
+            ring[pos] = row
+            ring[pos + n] = row
+            self._n_frames += 1
+            if self._n_frames < n or (self._n_frames - n) % stride:
+                continue
+            start = pos + 1
+            posteriors = self.model.scores_prepared(ring[start:start + n])
+            self.n_evaluations += 1
+            self.last_posteriors = posteriors
+            end_sample = (self._n_frames - 1) * self._hop_samples + self._window_samples
+            hit = self._smoother.update(posteriors, end_sample / self.sample_rate_hz)
+            if hit is not None:
+                detections.append(hit)
+                for cb in self._callbacks:
+                    cb(hit)
+        return detections
+
+
+def detect_samples(detector: KeywordDetector, samples: np.ndarray, *, chunk_samples: int = 1600) -> list[Detection]:
+    """Run a whole signal through ``detector`` in chunks (after ``reset()``)."""
+    detector.reset()
+    out: list[Detection] = []
+    for start in range(0, len(samples), chunk_samples):
+        out.extend(detector.process(samples[start:start + chunk_samples]))
+    return out

@@ -1,0 +1,187 @@
+"""TFLite inference engine: one interpreter, quantisation handled from the model.
+
+Interpreters, in order of preference: ``ai_edge_litert`` (x86-64 and arm64
+wheels), ``tflite_runtime`` (the fallback for 32-bit Pi OS), and
+``tensorflow.lite`` (workstations with TensorFlow). ``Engine.backend`` says
+which one runs. Inputs and outputs are float32 for the caller; int8 tensors
+are quantised and dequantised with the scale and zero point read from the
+model, never assumed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendUnavailableError, BundleError
+
+__all__ = ["Engine", "TensorInfo", "available_backends", "BACKENDS"]
+
+#: interpreter modules tried in this order; KWS_EDGE_INTERPRETER picks one by name
+BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+_MODULES = {
+    "ai_edge_litert": "ai_edge_litert.interpreter",
+    "tflite_runtime": "tflite_runtime.interpreter",
+    "tensorflow": "tensorflow.lite.python.interpreter",
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One model input or output as the engine sees it."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("int8", "uint8", "int16") and self.scale > 0
+
+
+def available_backends() -> list[str]:
+    """Names of the interpreter packages importable here (without importing TF)."""
+    import importlib.util
+
+    found = []
+    for name in BACKENDS:
+        top = name.split(".")[0]
+        if importlib.util.find_spec(top) is not None:
+            found.append(name)
+    return found
+
+
+def _load_interpreter_class(backend: str | None) -> tuple[type, str]:
+    names = [backend] if backend else [os.environ.get("KWS_EDGE_INTERPRETER") or ""]
+    if not names[0]:
+        names = list(BACKENDS)
+    errors = []
+    for name in names:
+        if name not in _MODULES:
+            raise BackendUnavailableError(f"unknown interpreter {name!r}; choose one of {', '.join(BACKENDS)}")
+        try:
+            module = importlib.import_module(_MODULES[name])
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        version = _version(name)
+        return module.Interpreter, f"{name} {version}".strip()
+    raise BackendUnavailableError(
+        "no TFLite interpreter is installed; pip install ai-edge-litert "
+        "(or tflite-runtime on 32-bit Raspberry Pi OS)"
+        + (f" [{'; '.join(errors)}]" if backend else "")
+    )
+
+
+def _version(name: str) -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime",
+                "tensorflow": "tensorflow-cpu"}[name]
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return version("tensorflow") if name == "tensorflow" else ""
+    except Exception:  # pragma: no cover - metadata is best effort
+        return ""
+
+
+def _info(detail: dict[str, Any]) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(
+        name=str(detail["name"]),
+        index=int(detail["index"]),
+        shape=tuple(int(v) for v in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )
+
+
+class Engine:
+    """A loaded TFLite model with float-in, float-out calls.
+
+    Parameters
+    ----------
+    model : path to a ``.tflite`` file, or its bytes
+    num_threads : interpreter threads (1 suits a streaming detector)
+    backend : force one of :data:`BACKENDS`; default: the first importable
+    """
+
+    def __init__(self, model: str | Path | bytes, *, num_threads: int = 1, backend: str | None = None) -> None:
+        cls, self.backend = _load_interpreter_class(backend)
+        content = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+        self._content = bytes(content)  # the interpreter keeps a pointer into this buffer
+        try:
+            self._interp = cls(model_content=self._content, num_threads=num_threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BundleError(f"the model cannot be loaded by {self.backend}: {exc}") from None
+        self.inputs = [_info(d) for d in self._interp.get_input_details()]
+        self.outputs = [_info(d) for d in self._interp.get_output_details()]
+        self._in_dtypes = [np.dtype(t.dtype) for t in self.inputs]
+        self.n_invocations = 0
+
+    @property
+    def input(self) -> TensorInfo:
+        return self.inputs[0]
+
+    @property
+    def output(self) -> TensorInfo:
+        return self.outputs[0]
+
+    def quantize(self, x: np.ndarray, info: TensorInfo) -> np.ndarray:
+        """Float values to the tensor's storage type (identity for float tensors)."""
+        dtype = np.dtype(info.dtype)
+        if not info.quantized:
+            return np.asarray(x, dtype=dtype)
+        q = np.rint(np.asarray(x, np.float32) / np.float32(info.scale)) + info.zero_point
+        limits = np.iinfo(dtype)
+        return np.clip(q, limits.min, limits.max).astype(dtype)
+
+    @staticmethod
+    def dequantize(q: np.ndarray, info: TensorInfo) -> np.ndarray:
+        if not info.quantized:
+            return np.asarray(q, np.float32)
+        return (q.astype(np.float32) - np.float32(info.zero_point)) * np.float32(info.scale)
+
+    def _check_arity(self, inputs: tuple) -> None:
+        if len(inputs) != len(self.inputs):
+            raise ValueError(f"the model takes {len(self.inputs)} inputs, got {len(inputs)}")
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Set every input (float values), invoke once, return every output as float32."""
+        interp = self._interp
+        self._check_arity(inputs)
+        for info, x in zip(self.inputs, inputs):
+            interp.set_tensor(info.index, self.quantize(np.reshape(x, info.shape), info))
+        interp.invoke()
+        self.n_invocations += 1
+        return [self.dequantize(interp.get_tensor(o.index), o) for o in self.outputs]
+
+    def run_raw(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Like :meth:`run` but inputs and outputs stay in storage type (int8)."""
+        interp = self._interp
+        self._check_arity(inputs)
+        for info, x in zip(self.inputs, inputs):
+            interp.set_tensor(info.index, x)
+        interp.invoke()
+        self.n_invocations += 1
+        return [interp.get_tensor(o.index) for o in self.outputs]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Single-input, single-output convenience: float features in, float scores out."""
+        return self.run(x)[0].reshape(-1)
+
+    def reset_state(self) -> None:
+        """Reset variable tensors (stateful streaming models)."""
+        self._interp.reset_all_variables()

@@ -1,0 +1,129 @@
+"""Turning per-hop class posteriors into detection events.
+
+Pure decision logic, no audio and no model: the averaging window, a
+per-keyword threshold, a minimum number of consecutive hops above it, and
+suppression after a hit (in the spirit of TensorFlow's ``RecognizeCommands``
+and the cooldowns of openWakeWord/microWakeWord). Times are counted in stream
+samples, so the result does not depend on wall clock or chunk sizes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["DetectorConfig", "Detection", "PosteriorSmoother"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detection settings; every bundle manifest carries its defaults.
+
+    Attributes
+    ----------
+    smoothing_window_ms : posteriors are averaged over this many ms of hops
+    thresholds : smoothed score a keyword must reach, per keyword (0..1)
+    default_threshold : for keywords missing from ``thresholds``
+    min_count : consecutive evaluated hops the smoothed score must stay at or above threshold
+    suppression_ms : after a detection, no event (of any keyword) for this long
+    stride_hops : run the model every N feature hops (1 = every hop)
+    """
+
+    smoothing_window_ms: float = 200.0
+    thresholds: dict[str, float] = field(default_factory=dict)
+    default_threshold: float = 0.8
+    min_count: int = 2
+    suppression_ms: float = 1000.0
+    stride_hops: int = 1
+
+    def __post_init__(self) -> None:
+        if self.smoothing_window_ms < 0:
+            raise ConfigError(f"smoothing_window_ms={self.smoothing_window_ms} must be >= 0")
+        for name, value in {**self.thresholds, "default_threshold": self.default_threshold}.items():
+            if not 0.0 < float(value) <= 1.0:
+                raise ConfigError(f"threshold for {name!r} is {value}; it must be in (0, 1]")
+        if self.min_count < 1:
+            raise ConfigError(f"min_count={self.min_count} must be >= 1")
+        if self.suppression_ms < 0:
+            raise ConfigError(f"suppression_ms={self.suppression_ms} must be >= 0")
+        if self.stride_hops < 1:
+            raise ConfigError(f"stride_hops={self.stride_hops} must be >= 1")
+
+    def threshold(self, keyword: str) -> float:
+        return float(self.thresholds.get(keyword, self.default_threshold))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A keyword heard in the stream.
+
+    ``time_s`` is the end of the audio window that triggered it, counted in
+    stream samples since the start (or the last ``reset()``), in seconds.
+    """
+
+    label: str
+    score: float
+    time_s: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"label": self.label, "score": round(float(self.score), 4), "time_s": round(float(self.time_s), 3)}
+
+
+class PosteriorSmoother:
+    """Stateful: feed one posterior vector per evaluated hop, get detections.
+
+    Parameters
+    ----------
+    labels : class names in model output order
+    keywords : the labels that produce events
+    config : DetectorConfig
+    hop_s : seconds between evaluated hops (feature hop x stride)
+    """
+
+    def __init__(self, labels: tuple[str, ...], keywords: tuple[str, ...], config: DetectorConfig, hop_s: float):
+        unknown = [k for k in keywords if k not in labels]
+        if unknown:
+            raise ConfigError(f"keyword {unknown[0]!r} is not one of the model's labels {list(labels)}")
+        extra = [k for k in config.thresholds if k not in keywords]
+        if extra:
+            raise ConfigError(f"threshold given for {extra[0]!r}, which is not a keyword; keywords: {list(keywords)}")
+        self.labels = tuple(labels)
+        self.keywords = tuple(keywords)
+        self.config = config
+        self.hop_s = float(hop_s)
+        self._kw_index = np.array([labels.index(k) for k in keywords], dtype=np.intp)
+        self._kw_thresholds = np.array([config.threshold(k) for k in keywords], dtype=np.float32)
+        self._window_len = max(1, int(round(config.smoothing_window_ms / 1000.0 / self.hop_s)))
+        self.reset()
+
+    def reset(self) -> None:
+        self._history: deque[np.ndarray] = deque(maxlen=self._window_len)
+        self._sum = np.zeros(len(self.keywords), np.float64)
+        self._run_length = np.zeros(len(self.keywords), np.int64)
+        self._suppressed_until_s = -np.inf
+        self.last_smoothed = np.zeros(len(self.keywords), np.float32)
+
+    def update(self, posteriors: np.ndarray, time_s: float) -> Detection | None:
+        """Add the posteriors of the window ending at ``time_s``; maybe return a detection."""
+        kw = np.asarray(posteriors, np.float64)[self._kw_index]
+        if len(self._history) == self._history.maxlen:
+            self._sum -= self._history[0]
+        self._history.append(kw)
+        self._sum += kw
+        smoothed = self._sum / len(self._history)
+        self.last_smoothed = smoothed.astype(np.float32)
+        above = smoothed >= self._kw_thresholds
+        self._run_length = np.where(above, self._run_length + 1, 0)
+        if time_s < self._suppressed_until_s:
+            return None
+        ready = self._run_length >= self.config.min_count
+        if not ready.any():
+            return None
+        best = int(np.argmax(np.where(ready, smoothed, -1.0)))
+        self._suppressed_until_s = time_s + self.config.suppression_ms / 1000.0
+        self._run_length[:] = 0
+        return Detection(label=self.keywords[best], score=float(smoothed[best]), time_s=float(time_s))
