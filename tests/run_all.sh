@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: set-up, unit/integration tests, benchmarks with
+# their gates, and (when ../shared/data/speech_commands_subset exists) the real-data checks.
+#   bash tests/run_all.sh
+# Artifacts (benchmark JSON, junit XML) go to ${KWS_ARTIFACTS:-artifacts/}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash examples/setup.sh
+. .venv/bin/activate
+artifacts="${KWS_ARTIFACTS:-artifacts}"
+mkdir -p "$artifacts"
+export TF_CPP_MIN_LOG_LEVEL=2
+
+echo "== tests (fast suite)"
+python -m pytest -q -p no:randomly --junitxml="$artifacts/tests.xml"
+
+echo "== benchmarks and latency gates"
+python -m pytest -q benchmarks/ --benchmark-json="$artifacts/benchmarks.json"
+
+data="../shared/data/speech_commands_subset"
+if [ -d "$data" ]; then
+  echo "== real-data checks on $data"
+  python -m pytest -q -m "realdata" --junitxml="$artifacts/realdata.xml"
+else
+  echo "== real-data checks skipped: $data is not on this machine"
+fi
