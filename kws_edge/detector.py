@@ -44,11 +44,13 @@ class KeywordDetector:
     bundle : a loaded :class:`~kws_edge.bundle.Bundle`
     config : detection settings; default: the bundle manifest's
     num_threads, backend : passed to the interpreter
+    telemetry : optional :class:`~kws_edge.telemetry.DetectorTelemetry` fed once per chunk
     """
 
     def __init__(self, bundle: Bundle, *, config: DetectorConfig | None = None, num_threads: int = 1,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, telemetry: Any = None) -> None:
         self.bundle = bundle
+        self.telemetry = telemetry
         self.model = KwsModel(bundle, num_threads=num_threads, backend=backend)
         self.config = config or bundle.manifest.detector
         self.labels = self.model.labels
@@ -69,7 +71,7 @@ class KeywordDetector:
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, *, num_threads: int = 1, backend: str | None = None,
-                    **overrides: Any) -> "KeywordDetector":
+                    telemetry: Any = None, **overrides: Any) -> "KeywordDetector":
         """Load a bundle (default: the packaged one) and override detector settings by name.
 
         ``thresholds`` may be a dict per keyword or one number for all keywords.
@@ -87,7 +89,7 @@ class KeywordDetector:
             elif isinstance(thresholds, dict):
                 overrides["thresholds"] = {**config.thresholds, **thresholds}
             config = dataclasses.replace(config, **overrides)
-        return cls(bundle, config=config, num_threads=num_threads, backend=backend)
+        return cls(bundle, config=config, num_threads=num_threads, backend=backend, telemetry=telemetry)
 
     def on_detection(self, callback: DetectionCallback) -> DetectionCallback:
         """Call ``callback(detection)`` for every detection; returns it (usable as a decorator)."""
@@ -114,10 +116,14 @@ class KeywordDetector:
         audio = validate_audio(chunk, name="audio chunk")
         self.n_samples += audio.size
         frames = self._mfcc.process(audio)
+        tel = self.telemetry
         if not len(frames):
+            if tel is not None:
+                tel.observe(audio, frames)
             return []
         prepared = self.model.prepare(frames)
         detections = []
+        evaluated = [] if tel is not None else None
         n, ring, stride = self._n_window, self._ring, self.config.stride_hops
         for row in prepared:
             pos = self._n_frames % n
@@ -130,12 +136,16 @@ class KeywordDetector:
             posteriors = self.model.scores_prepared(ring[start:start + n])
             self.n_evaluations += 1
             self.last_posteriors = posteriors
+            if evaluated is not None:
+                evaluated.append(posteriors)
             end_sample = (self._n_frames - 1) * self._hop_samples + self._window_samples
             hit = self._smoother.update(posteriors, end_sample / self.sample_rate_hz)
             if hit is not None:
                 detections.append(hit)
                 for cb in self._callbacks:
                     cb(hit)
+        if tel is not None:
+            tel.observe(audio, frames, np.asarray(evaluated) if evaluated else None, detections)
         return detections
 
 
