@@ -185,6 +185,12 @@ def decode_wav(
         raise AudioFormatError(f"{name} holds no samples; record or export the audio again")
     if not np.all(np.isfinite(audio)):
         raise AudioFormatError(f"{name} contains NaN or infinite samples; re-export it as 16-bit PCM")
+    peak = float(np.max(np.abs(audio)))
+    if peak > 4.0:  # float WAV holding int16-scale values, or garbage
+        raise AudioFormatError(
+            f"{name} is a float WAV with samples up to {peak:.0f}; float samples must lie in [-1, 1] "
+            "(re-export it as 16-bit PCM)"
+        )
     if rate != sample_rate_hz:
         if not allow_resample:
             raise AudioFormatError(

@@ -106,6 +106,10 @@ class KeywordDetector:
         self.n_evaluations = 0
         self.last_posteriors = np.zeros(len(self.labels), np.float32)
 
+    def flush(self) -> list[Detection]:
+        """Feed one clip length of digital silence (end of a recording); return new detections."""
+        return self.process(np.zeros(self.model.features.clip_samples, np.float32))
+
     @property
     def time_s(self) -> float:
         """Stream time of the audio processed so far."""
@@ -149,10 +153,21 @@ class KeywordDetector:
         return detections
 
 
-def detect_samples(detector: KeywordDetector, samples: np.ndarray, *, chunk_samples: int = 1600) -> list[Detection]:
-    """Run a whole signal through ``detector`` in chunks (after ``reset()``)."""
+def detect_samples(detector: KeywordDetector, samples: np.ndarray, *, chunk_samples: int = 1600,
+                   flush: bool = False) -> list[Detection]:
+    """Run a whole signal through ``detector`` in chunks (after ``reset()``).
+
+    ``flush=True`` then feeds one clip of digital silence, so a keyword at the
+    very end of a recording (or a recording shorter than the model's window)
+    still slides through the window; such detections can carry a ``time_s``
+    up to one clip length past the end of the signal.
+    """
+    if chunk_samples < 1:
+        raise ValueError(f"chunk_samples={chunk_samples} must be >= 1")
     detector.reset()
     out: list[Detection] = []
     for start in range(0, len(samples), chunk_samples):
         out.extend(detector.process(samples[start:start + chunk_samples]))
+    if flush:
+        out.extend(detector.flush())
     return out

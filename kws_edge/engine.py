@@ -10,8 +10,12 @@ model, never assumed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +99,39 @@ def _version(name: str) -> str:
         return ""
 
 
+#: native log lines that are noise for users (LiteRT prints this once per process on fd 2)
+_NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def _quiet_native_log() -> Iterator[None]:
+    """Drop the interpreter's INFO banner from file descriptor 2, keep everything else.
+
+    The C++ runtime writes straight to fd 2 (no Python logging, no environment
+    switch), which would break the CLI's one-line error contract. Output is
+    captured while the interpreter is created and re-emitted minus the banner.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines(keepends=True) if line.strip() not in _NATIVE_NOISE]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def _info(detail: dict[str, Any]) -> TensorInfo:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorInfo(
@@ -119,11 +156,18 @@ class Engine:
 
     def __init__(self, model: str | Path | bytes, *, num_threads: int = 1, backend: str | None = None) -> None:
         cls, self.backend = _load_interpreter_class(backend)
-        content = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+        if isinstance(model, (bytes, bytearray)):
+            content = model
+        else:
+            try:
+                content = Path(model).read_bytes()
+            except OSError as exc:
+                raise BundleError(f"cannot read model file {model}: {exc.strerror or exc}") from None
         self._content = bytes(content)  # the interpreter keeps a pointer into this buffer
         try:
-            self._interp = cls(model_content=self._content, num_threads=num_threads)
-            self._interp.allocate_tensors()
+            with _quiet_native_log():
+                self._interp = cls(model_content=self._content, num_threads=num_threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"the model cannot be loaded by {self.backend}: {exc}") from None
         self.inputs = [_info(d) for d in self._interp.get_input_details()]

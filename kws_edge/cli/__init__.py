@@ -25,8 +25,9 @@ def cli() -> None:
 def run_cli(group: click.Command, argv: list[str] | None = None) -> int:
     """Run a click command with kws-edge's error presentation; returns the exit status."""
     try:
-        group.main(args=argv, standalone_mode=False)
-        return 0
+        rv = group.main(args=argv, standalone_mode=False)
+        # ctx.exit(n) inside a command comes back as n in non-standalone mode
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except KwsError as exc:
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
@@ -38,8 +39,13 @@ def run_cli(group: click.Command, argv: list[str] | None = None) -> int:
         return 130
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:
+        # one line, not click's usage block: say what is wrong and where help is
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{where}", err=True)
+        return 2
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         return 2 if exc.exit_code == 1 else exc.exit_code
     except BrokenPipeError:
         return 0

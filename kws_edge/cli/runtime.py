@@ -1,5 +1,299 @@
-"""``kws detect``, ``kws classify``, ``kws info``, ``kws listen`` (runtime issue)."""
+"""``kws detect``, ``kws classify``, ``kws listen``, ``kws info``: the runtime on the command line.
+
+Results go to stdout (text, or JSON lines with ``--json``); notes (resampling,
+cropping, lost audio) and errors go to stderr. A bad file among several does
+not lose the results of the good ones: they are printed, then the error
+lines, and the exit status is 2.
+"""
 
 from __future__ import annotations
 
-from . import cli  # noqa: F401
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..audio import WavAudio, read_wav
+from ..bundle import Bundle, default_bundle_path, load_bundle
+from ..errors import AudioFormatError, BundleError, KwsError
+from . import cli
+
+__all__ = ["detect", "classify", "listen", "info"]
+
+_BUNDLE_HELP = "bundle directory (model.tflite + manifest.json); default: the bundle shipped with kws-edge"
+
+
+def _load(bundle_dir: Path | None) -> Bundle:
+    if bundle_dir is None:
+        default = default_bundle_path()
+        if not (default / "manifest.json").exists():
+            raise BundleError(
+                f"no default bundle is installed (looked in {default}); pass --bundle DIR with a bundle made by "
+                "kws-convert, or reinstall kws-edge"
+            )
+        return load_bundle(default)
+    return load_bundle(bundle_dir)
+
+
+def _note(text: str) -> None:
+    click.echo(f"note: {text}", err=True)
+
+
+def _read(path: Path, sample_rate_hz: int, allow_resample: bool) -> WavAudio:
+    wav = read_wav(path, sample_rate_hz=sample_rate_hz, allow_resample=allow_resample)
+    if wav.resampled:
+        _note(f"{path}: resampled from {wav.source_rate_hz} Hz to {wav.sample_rate_hz} Hz")
+    return wav
+
+
+def _finish(errors: list[KwsError]) -> None:
+    """Print the error lines collected while processing files; exit with the worst status."""
+    if not errors:
+        return
+    for exc in errors:
+        click.echo(f"error: {exc}", err=True)
+    click.get_current_context().exit(max(e.exit_code for e in errors))
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj))
+
+
+_files = click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+_bundle = click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None, help=_BUNDLE_HELP)
+_json = click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout")
+_resample = click.option("--resample/--no-resample", default=True, show_default=True,
+                         help="resample WAVs at other rates (a note on stderr says so) or refuse them")
+
+
+@cli.command()
+@_files
+@_bundle
+@_json
+@_resample
+def detect(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resample: bool) -> None:
+    """Keyword detections in WAV files (streamed as a live detector would hear them).
+
+    Each file is run through a fresh detector, then one clip of silence, so a
+    keyword at the very end is still heard. Text: FILE: LABEL at T s (score S).
+    --json: one line per detection {"file", "label", "score", "time_s"}.
+    """
+    from ..detector import KeywordDetector, detect_samples
+
+    detector = KeywordDetector(_load(bundle_dir))
+    errors: list[KwsError] = []
+    for path in files:
+        try:
+            wav = _read(path, detector.sample_rate_hz, resample)
+        except AudioFormatError as exc:
+            errors.append(exc)
+            continue
+        found = detect_samples(detector, wav.samples, flush=True)
+        for d in found:
+            if as_json:
+                _emit({"file": str(path), **d.to_dict()})
+            else:
+                click.echo(f"{path}: {d.label} at {d.time_s:.2f} s (score {d.score:.2f})")
+        if not found and not as_json:
+            click.echo(f"{path}: no detections")
+    _finish(errors)
+
+
+@cli.command()
+@_files
+@_bundle
+@_json
+@_resample
+def classify(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resample: bool) -> None:
+    """One label per WAV clip (centre 1 s; shorter clips are padded with silence).
+
+    Text: FILE: LABEL (score) and every class score.
+    --json: one line per file {"file", "label", "score", "scores": {label: p}}.
+    """
+    from ..model import KwsModel
+
+    model = KwsModel(_load(bundle_dir))
+    clip_s = model.features.clip_ms / 1000.0
+    errors: list[KwsError] = []
+    for path in files:
+        try:
+            wav = _read(path, model.features.sample_rate_hz, resample)
+        except AudioFormatError as exc:
+            errors.append(exc)
+            continue
+        if wav.duration_s > clip_s + 0.05:
+            _note(f"{path} is {wav.duration_s:.2f} s; classified its centre {clip_s:g} s "
+                  "(use kws detect for recordings)")
+        scores = model.classify(wav.samples)
+        best = int(scores.argmax())
+        by_label = {label: round(float(p), 4) for label, p in zip(model.labels, scores)}
+        if as_json:
+            _emit({"file": str(path), "label": model.labels[best], "score": by_label[model.labels[best]],
+                   "scores": by_label})
+        else:
+            others = ", ".join(f"{k} {v:.3f}" for k, v in by_label.items())
+            click.echo(f"{path}: {model.labels[best]} ({scores[best]:.3f})  [{others}]")
+    _finish(errors)
+
+
+@cli.command()
+@_bundle
+@click.option("--device", default=None, help="input device index or name (list them: python -m sounddevice)")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="stop after this much audio (default: until Ctrl-C)")
+@_json
+def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, as_json: bool) -> None:
+    """Live detections from the microphone; Ctrl-C ends cleanly.
+
+    Needs the audio extra: pip install "kws-edge[audio]" (and libportaudio2).
+    """
+    from ..detector import KeywordDetector
+    from ..microphone import MicrophoneSource, import_sounddevice
+
+    import_sounddevice()  # fail early, before loading the model, when the extra is missing
+    detector = KeywordDetector(_load(bundle_dir))
+    rate = detector.sample_rate_hz
+    n_detections = 0
+    reported_loss = (0, 0)
+    mic = MicrophoneSource(sample_rate_hz=rate, block_samples=rate // 10, device=device)
+    interrupted = False
+    try:
+        with mic:
+            click.echo(f"listening on {mic.device_name or 'the default input'} at {rate} Hz "
+                       f"for {'%g s' % seconds if seconds else 'ever (Ctrl-C to stop)'}; "
+                       f"keywords: {', '.join(detector.keywords)}", err=True)
+            for chunk in mic:
+                if seconds is not None:
+                    chunk = chunk[: max(0, int(round(seconds * rate)) - detector.n_samples)]
+                for d in detector.process(chunk):
+                    n_detections += 1
+                    if as_json:
+                        _emit(d.to_dict())
+                    else:
+                        click.echo(f"{d.time_s:8.2f} s  {d.label:<10} {d.score:.2f}")
+                    sys.stdout.flush()
+                loss = (mic.stats.dropped_blocks, mic.stats.input_overflows)
+                if loss != reported_loss:
+                    reported_loss = loss
+                    click.echo(f"warning: lost audio so far: {loss[0]} blocks dropped (too slow), "
+                               f"{loss[1]} input overflows", err=True)
+                if seconds is not None and detector.n_samples >= seconds * rate:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    click.echo(
+        f"{'interrupted; ' if interrupted else ''}listened {detector.time_s:.1f} s: {n_detections} detections; "
+        f"capture: {mic.stats.summary()}",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print the whole manifest as JSON")
+def info(bundle: Path, as_json: bool) -> None:
+    """Summary of a bundle's manifest (verifies the model's hash first)."""
+    from ..config import to_dict
+
+    b = load_bundle(bundle)
+    if as_json:
+        click.echo(json.dumps(to_dict(b.manifest), indent=2))
+        return
+    rows = _info_rows(b)
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+def _num(n: int | float) -> str:
+    return f"{n:,}" if n else "not measured"
+
+
+def _model_rows(prefix: str, m: Any) -> list[tuple[str, str]]:
+    ops = list(m.operators)
+    counted = ", ".join(f"{op} x{ops.count(op)}" if ops.count(op) > 1 else op for op in dict.fromkeys(ops))
+    q = lambda t: f"{list(t.shape)} {t.dtype}" + (f" (scale {t.scale:.6g}, zero point {t.zero_point})"  # noqa: E731
+                                                   if t.scale else "")
+    return [
+        (f"{prefix}file", f"{m.file}, {m.size_bytes:,} bytes, {m.quantization}"),
+        (f"{prefix}sha256", m.sha256),
+        (f"{prefix}input", q(m.input)),
+        (f"{prefix}output", q(m.output)),
+        (f"{prefix}operators", f"{len(ops)}: {counted}" if ops else "not recorded"),
+        (f"{prefix}activation", f"{_num(m.peak_activation_bytes)} bytes peak" if m.peak_activation_bytes
+         else "not measured"),
+        (f"{prefix}weights", f"{_num(m.weight_bytes)} bytes" if m.weight_bytes else "not measured"),
+        (f"{prefix}MACs", f"{_num(m.macs_per_inference)} per inference" if m.macs_per_inference
+         else "not measured"),
+    ]
+
+
+def _flat(value: Any, depth: int = 0) -> str:
+    """A one-line summary of a JSON value (scalars and shallow dicts; long lists elided)."""
+    if isinstance(value, dict):
+        parts = []
+        for k, v in value.items():
+            if isinstance(v, list) and len(v) > 4:
+                continue  # confusion matrices, file lists
+            if isinstance(v, dict) and depth >= 1:
+                continue
+            parts.append(f"{k}={_flat(v, depth + 1)}" if not isinstance(v, dict) else f"{k}: {_flat(v, depth + 1)}")
+        return ", ".join(parts) if depth == 0 else "{" + ", ".join(parts) + "}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flat(v, depth + 1) for v in value) + "]"
+    return str(value)
+
+
+def _info_rows(b: Bundle) -> list[tuple[str, str]]:
+    m = b.manifest
+    f = m.features
+    d = m.detector
+    rows = [
+        ("bundle", str(b.path)),
+        ("name", m.name),
+        ("version", m.version),
+        ("format", str(m.format_version)),
+    ]
+    if m.description:
+        rows.append(("description", m.description))
+    if m.created_utc:
+        rows.append(("created", m.created_utc))
+    rows += [
+        ("labels", ", ".join(m.labels)),
+        ("keywords", ", ".join(m.keywords)),
+        ("features", f"MFCC {f.n_cepstra} cepstra ({'c0 = log energy, ' if f.append_energy else ''}"
+                     f"{f.n_mel_filters} mel filters {f.low_freq_hz:g}-{f.high_freq_hz:g} Hz), "
+                     f"{f.sample_rate_hz} Hz, {f.window_ms:g} ms {f.window_function} window every "
+                     f"{f.hop_ms:g} ms, FFT {f.fft_size_samples}, pre-emphasis {f.preemphasis:g}, "
+                     f"lifter {f.cepstral_lifter}"),
+        ("clip", f"{f.clip_ms:g} ms = {f.frames_per_clip} frames"),
+    ]
+    rows += _model_rows("model ", m.model)
+    if m.streaming_model is not None:
+        rows += _model_rows("streaming ", m.streaming_model)
+    thresholds = ", ".join(f"{k} {d.threshold(k):g}" for k in m.keywords)
+    rows.append(("detector", f"threshold {thresholds}; smoothing {d.smoothing_window_ms:g} ms; "
+                             f"min count {d.min_count}; suppression {d.suppression_ms:g} ms; "
+                             f"model every {d.stride_hops} hop(s)"))
+    for section in ("provenance", "metrics", "budgets"):
+        data = getattr(m, section)
+        if not data:
+            rows.append((section, "none recorded"))
+            continue
+        if section == "metrics":
+            for kind, values in data.items():
+                rows.append((f"metrics {kind}", _flat(values) if isinstance(values, dict) else _flat(values)))
+        elif section == "budgets":
+            head = {k: v for k, v in data.items() if k != "results"}
+            rows.append(("budgets", _flat(head)))
+            for r in data.get("results", []) or []:
+                rows.append(("  budget", _flat(r) if isinstance(r, dict) else str(r)))
+        else:
+            rows.append((section, _flat(data)))
+    if m.attribution:
+        rows.append(("attribution", m.attribution))
+    return rows
