@@ -6,3 +6,4 @@ so ``kws --help`` works on a runtime-only install.
 """
 
 from . import runtime  # noqa: F401  detect, classify, info, listen
+from . import serve  # noqa: F401  serve (live view in the browser; extra "serve")
