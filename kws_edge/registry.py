@@ -1,0 +1,518 @@
+"""A local model registry: immutable, content-addressed bundle versions with stages.
+
+Layout of a registry directory::
+
+    ROOT/
+      .lock                      advisory file lock held while the registry changes
+      stages.json                {"format_version", "stages": {stage: id}, "history": [event, ...]}
+      versions/<id>/entry.json   what was registered: id, content hash, per-file SHA-256, name, version,
+                                 provenance digest (git commit, data hash, config hash), time, source
+      versions/<id>/bundle/      an exact, read-only copy of the bundle directory
+
+A version's ``id`` is the first 16 hex digits of the SHA-256 of the bundle's
+file listing (``name sha256`` per file, sorted), so the same bundle always
+gets the same id and adding it twice is a no-op. Versions are never
+rewritten: ``add`` assembles the copy in a temporary sibling and renames it
+into place; ``promote`` rewrites ``stages.json`` atomically under the lock,
+so concurrent writers (processes) cannot corrupt the registry.
+
+A damaged version (missing or edited file, unreadable ``entry.json``) is
+reported by :meth:`ModelRegistry.list` as broken, with the reason; the other
+versions stay usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from .atomic import atomic_write_json
+from .bundle import MANIFEST_NAME, load_bundle
+from .errors import BundleError, KwsError, RegistryError
+
+__all__ = [
+    "ModelRegistry",
+    "RegistryEntry",
+    "BrokenEntry",
+    "Listing",
+    "STAGES",
+    "default_registry_path",
+    "bundle_content_digest",
+    "diff_entries",
+]
+
+FORMAT_VERSION = 1
+STAGES = ("candidate", "production", "archived")
+ID_LENGTH = 16
+_LOCK_TIMEOUT_S = 60.0
+
+
+def default_registry_path() -> Path:
+    """``$KWS_REGISTRY``, else ``$XDG_DATA_HOME/kws-edge/registry`` (``~/.local/share/...``)."""
+    env = os.environ.get("KWS_REGISTRY")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "kws-edge" / "registry"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _bundle_files(path: Path) -> dict[str, str]:
+    files = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts):
+            files[p.relative_to(path).as_posix()] = _sha256_file(p)
+    return files
+
+
+def bundle_content_digest(files: dict[str, str]) -> str:
+    """SHA-256 of a bundle's sorted ``name sha256`` listing."""
+    text = "".join(f"{name} {digest}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _find(d: Any, key: str) -> Any:
+    """First value of ``key`` anywhere in nested dicts (breadth-first), else None."""
+    queue = [d]
+    while queue:
+        cur = queue.pop(0)
+        if isinstance(cur, dict):
+            if key in cur and cur[key] not in (None, ""):
+                return cur[key]
+            queue.extend(v for v in cur.values() if isinstance(v, dict))
+    return None
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A registered, verified version."""
+
+    id: str
+    path: Path
+    info: dict[str, Any]
+    stages: tuple[str, ...] = ()
+
+    @property
+    def bundle_path(self) -> Path:
+        return self.path / "bundle"
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", ""))
+
+    @property
+    def version(self) -> str:
+        return str(self.info.get("version", ""))
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.bundle_path / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class BrokenEntry:
+    """A version directory that fails verification, and why."""
+
+    id: str
+    path: Path
+    reason: str
+    stages: tuple[str, ...] = ()
+
+
+@dataclass
+class Listing:
+    entries: list[RegistryEntry] = field(default_factory=list)
+    broken: list[BrokenEntry] = field(default_factory=list)
+    stages: dict[str, str] = field(default_factory=dict)
+
+
+class ModelRegistry:
+    """A registry directory (created on first write)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_registry_path()
+        self.versions_dir = self.root / "versions"
+        self.stages_path = self.root / "stages.json"
+        self.lock_path = self.root / ".lock"
+
+    # ------------------------------------------------------------------ locking
+    @contextlib.contextmanager
+    def lock(self, timeout_s: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Exclusive advisory lock on the registry (between processes)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fh = self.lock_path.open("a+b")
+        try:
+            _acquire(fh, timeout_s, self.lock_path)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                _release(fh)
+            fh.close()
+
+    # ------------------------------------------------------------------ stages
+    def _read_stages(self) -> dict[str, Any]:
+        if not self.stages_path.exists():
+            return {"format_version": FORMAT_VERSION, "stages": {}, "history": []}
+        try:
+            data = json.loads(self.stages_path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
+                raise ValueError("no 'stages' object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RegistryError(
+                f"{self.stages_path} is damaged ({exc}); restore it from a backup or delete it to clear all stages"
+            ) from None
+        data.setdefault("history", [])
+        return data
+
+    def stages(self) -> dict[str, str]:
+        """``{stage: version id}``."""
+        return dict(self._read_stages()["stages"])
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self._read_stages()["history"])
+
+    def _stages_of(self, vid: str, stages: dict[str, str]) -> tuple[str, ...]:
+        return tuple(sorted(s for s, v in stages.items() if v == vid))
+
+    # ------------------------------------------------------------------ add
+    def add(self, bundle_path: str | Path, *, stage: Optional[str] = None, note: str = "",
+            source: Optional[str] = None) -> tuple[RegistryEntry, bool]:
+        """Register a bundle; returns ``(entry, created)``. The same content twice gives the same entry.
+
+        The bundle is verified with :func:`~kws_edge.bundle.load_bundle` first,
+        so a tampered bundle is refused.
+        """
+        bundle_path = Path(bundle_path)
+        try:
+            bundle = load_bundle(bundle_path)
+        except BundleError as exc:
+            raise RegistryError(f"cannot register {bundle_path}: {exc}") from None
+        if stage is not None:
+            _check_stage(stage)
+        files = _bundle_files(bundle_path)
+        digest = bundle_content_digest(files)
+        vid = digest[:ID_LENGTH]
+        m = bundle.manifest
+        prov = m.provenance or {}
+        info = {
+            "format_version": FORMAT_VERSION,
+            "id": vid,
+            "content_sha256": digest,
+            "files": files,
+            "name": m.name,
+            "version": m.version,
+            "model_sha256": m.model.sha256,
+            "model_size_bytes": m.model.size_bytes,
+            "git_commit": _find(prov, "git_commit"),
+            "data_sha256": _find(prov, "data_sha256") or _find(prov, "content_sha256"),
+            "config_sha256": _find(prov, "config_sha256"),
+            "seed": _find(prov, "seed"),
+            "device": (m.budgets or {}).get("device"),
+            "within_budget": (m.budgets or {}).get("within_budget"),
+            "added_utc": _utc_now(),
+            "source": source if source is not None else str(bundle_path.resolve()),
+            "note": note,
+        }
+        target = self.versions_dir / vid
+        created = False
+        if not self._is_valid(target):
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".add-{vid}-", dir=self.versions_dir))
+            try:
+                shutil.copytree(bundle_path, tmp / "bundle",
+                                ignore=shutil.ignore_patterns(".*"))
+                got = _bundle_files(tmp / "bundle")
+                if got != files:
+                    raise RegistryError(f"{bundle_path} changed while it was being registered; try again")
+                (tmp / "entry.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+                _make_read_only(tmp)
+                with self.lock():
+                    if not self._is_valid(target):
+                        if target.exists():  # a broken leftover with this id: move it aside, keep it for inspection
+                            os.replace(target, self.versions_dir / f".broken-{vid}-{int(time.time() * 1000)}")
+                        os.replace(tmp, target)
+                        created = True
+                        self._log_event_locked({"event": "add", "id": vid, "name": m.name, "version": m.version})
+            except OSError as exc:
+                raise RegistryError(f"cannot write to registry {self.root}: {exc.strerror or exc}") from None
+            finally:
+                if tmp.exists():
+                    _rmtree(tmp)
+        if stage is not None:
+            self.promote(vid, stage)
+        entry = self.get(vid)
+        return entry, created
+
+    def _log_event_locked(self, event: dict[str, Any]) -> None:
+        data = self._read_stages()
+        data["history"].append({"time_utc": _utc_now(), **event})
+        atomic_write_json(self.stages_path, data)
+
+    # ------------------------------------------------------------------ read
+    def _verify(self, vdir: Path) -> dict[str, Any]:
+        """Return the entry info or raise RegistryError naming what is wrong."""
+        try:
+            info = json.loads((vdir / "entry.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RegistryError("entry.json is missing") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"entry.json is not valid JSON ({exc})") from None
+        if not isinstance(info, dict) or not isinstance(info.get("files"), dict):
+            raise RegistryError("entry.json has no file list")
+        if info.get("id") != vdir.name:
+            raise RegistryError(f"entry.json names id {info.get('id')!r}, not {vdir.name!r}")
+        bdir = vdir / "bundle"
+        if not bdir.is_dir():
+            raise RegistryError("the bundle directory is missing")
+        try:
+            files = _bundle_files(bdir)
+        except OSError as exc:
+            raise RegistryError(f"cannot read the bundle ({exc.strerror or exc})") from None
+        for name, digest in info["files"].items():
+            if name not in files:
+                raise RegistryError(f"bundle file {name} is missing")
+            if files[name] != digest:
+                raise RegistryError(f"bundle file {name} does not match its registered SHA-256 (edited or corrupted)")
+        extra = sorted(set(files) - set(info["files"]))
+        if extra:
+            raise RegistryError(f"bundle holds an unregistered file {extra[0]}")
+        if bundle_content_digest(files)[:ID_LENGTH] != vdir.name:
+            raise RegistryError("the content hash does not match the version id")
+        return info
+
+    def _is_valid(self, vdir: Path) -> bool:
+        if not vdir.exists():
+            return False
+        try:
+            self._verify(vdir)
+            return True
+        except RegistryError:
+            return False
+
+    def list(self) -> Listing:
+        """Every version, verified; broken ones are listed with the reason, not raised."""
+        stages = self.stages()
+        out = Listing(stages=stages)
+        if not self.versions_dir.is_dir():
+            return out
+        for vdir in sorted(self.versions_dir.iterdir()):
+            if vdir.name.startswith(".") or not vdir.is_dir():
+                continue
+            try:
+                info = self._verify(vdir)
+            except RegistryError as exc:
+                out.broken.append(BrokenEntry(vdir.name, vdir, str(exc), self._stages_of(vdir.name, stages)))
+                continue
+            out.entries.append(RegistryEntry(vdir.name, vdir, info, self._stages_of(vdir.name, stages)))
+        out.entries.sort(key=lambda e: (e.info.get("added_utc", ""), e.id))
+        return out
+
+    def resolve(self, ref: str) -> str:
+        """A version id from an id, a unique id prefix (4+ characters), a stage name or ``name@version``."""
+        ref = ref.strip()
+        stages = self.stages()
+        if ref in stages:
+            return stages[ref]
+        if ref in STAGES:
+            raise RegistryError(f"no version is in stage {ref!r}; promote one with: kws registry promote ID --to {ref}")
+        ids = [p.name for p in self.versions_dir.iterdir() if not p.name.startswith(".")] \
+            if self.versions_dir.is_dir() else []
+        if "@" in ref:
+            name, _, version = ref.partition("@")
+            hits = [e.id for e in self.list().entries if e.name == name and e.version == version]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise RegistryError(f"{ref} matches {len(hits)} versions ({', '.join(hits)}); use an id")
+            raise RegistryError(f"no registered version is {ref}; see kws registry list")
+        if len(ref) < 4:
+            raise RegistryError(f"version reference {ref!r} is too short; give at least 4 characters of an id")
+        hits = [i for i in ids if i.startswith(ref.lower())]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise RegistryError(f"{ref!r} matches {len(hits)} versions; give more characters")
+        raise RegistryError(f"no version {ref!r} in registry {self.root}; see kws registry list")
+
+    def get(self, ref: str) -> RegistryEntry:
+        """A verified entry; a broken one raises RegistryError with the reason."""
+        vid = self.resolve(ref)
+        vdir = self.versions_dir / vid
+        try:
+            info = self._verify(vdir)
+        except RegistryError as exc:
+            raise RegistryError(f"registry version {vid} is broken: {exc}") from None
+        return RegistryEntry(vid, vdir, info, self._stages_of(vid, self.stages()))
+
+    # ------------------------------------------------------------------ stages
+    def promote(self, ref: str, stage: str = "production") -> Optional[str]:
+        """Put a version in ``stage``; returns the id it replaced there (or None).
+
+        Promoting to ``production`` moves the version that was there to
+        ``archived``. A broken version cannot be promoted.
+        """
+        _check_stage(stage)
+        vid = self.get(ref).id
+        with self.lock():
+            data = self._read_stages()
+            previous = data["stages"].get(stage)
+            if previous == vid:
+                return previous
+            data["stages"][stage] = vid
+            if stage == "production" and previous:
+                data["stages"]["archived"] = previous
+            if stage != "candidate" and data["stages"].get("candidate") == vid:
+                del data["stages"]["candidate"]
+            data["history"].append({"time_utc": _utc_now(), "event": "promote", "id": vid, "stage": stage,
+                                    "previous": previous})
+            atomic_write_json(self.stages_path, data)
+        return previous
+
+    def diff(self, ref_a: str, ref_b: str) -> dict[str, Any]:
+        """Compare two versions' metrics, config, data hash, model and budgets."""
+        return diff_entries(self.get(ref_a), self.get(ref_b))
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise RegistryError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+    elif isinstance(d, list) and d and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d) \
+            and len(d) <= 16:
+        out[prefix[:-1]] = d
+    elif isinstance(d, list):
+        out[prefix[:-1]] = json.dumps(d, sort_keys=True)[:80]
+    else:
+        out[prefix[:-1]] = d
+    return out
+
+
+def _config_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    prov = manifest.get("provenance") or {}
+    for key in ("config", "train_config", "training_config"):
+        if isinstance(prov.get(key), dict):
+            return prov[key]
+    found = _find(prov, "config")
+    return found if isinstance(found, dict) else {}
+
+
+def diff_entries(a: RegistryEntry, b: RegistryEntry) -> dict[str, Any]:
+    """Differences between two registry entries.
+
+    ``metrics``: every numeric leaf of the manifests' ``metrics`` (confusion
+    matrices left out) with both values and ``b - a``; ``config``: the
+    training-configuration keys whose values differ; ``data``: both data
+    hashes and whether they are equal; ``model``: size, peak activation
+    memory, MACs, SHA-256; ``budgets``: device and verdict of each.
+    """
+    ma, mb = a.manifest(), b.manifest()
+    fa = {k: v for k, v in _flatten(ma.get("metrics") or {}).items() if "confusion" not in k}
+    fb = {k: v for k, v in _flatten(mb.get("metrics") or {}).items() if "confusion" not in k}
+    metrics = []
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key), fb.get(key)
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        if not (num(va) or num(vb)):
+            continue
+        delta = (vb - va) if num(va) and num(vb) else None
+        metrics.append({"key": key, "a": va, "b": vb, "delta": delta})
+    ca, cb = _flatten(_config_of(ma)), _flatten(_config_of(mb))
+    config = [{"key": k, "a": ca.get(k), "b": cb.get(k)} for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)]
+    model_keys = ("size_bytes", "peak_activation_bytes", "weight_bytes", "macs_per_inference", "sha256", "quantization")
+    model = [{"key": k, "a": (ma.get("model") or {}).get(k), "b": (mb.get("model") or {}).get(k)} for k in model_keys]
+    da, db = a.info.get("data_sha256"), b.info.get("data_sha256")
+    return {
+        "a": {"id": a.id, "name": a.name, "version": a.version, "git_commit": a.info.get("git_commit")},
+        "b": {"id": b.id, "name": b.name, "version": b.version, "git_commit": b.info.get("git_commit")},
+        "identical": a.id == b.id,
+        "metrics": metrics,
+        "config": config,
+        "data": {"a": da, "b": db, "same": da == db},
+        "model": model,
+        "budgets": {"a": {"device": (ma.get("budgets") or {}).get("device"),
+                          "within_budget": (ma.get("budgets") or {}).get("within_budget")},
+                    "b": {"device": (mb.get("budgets") or {}).get("device"),
+                          "within_budget": (mb.get("budgets") or {}).get("within_budget")}},
+    }
+
+
+# ---------------------------------------------------------------------- helpers
+def _make_read_only(root: Path) -> None:
+    for p in root.rglob("*"):
+        if p.is_file():
+            os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+
+
+def _rmtree(path: Path) -> None:
+    def onerror(func, p, _exc):  # read-only files inside: make writable, retry
+        with contextlib.suppress(OSError):
+            os.chmod(p, stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR)
+            func(p)
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+try:  # POSIX
+    import fcntl
+
+    def _try_lock(fh) -> bool:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _release(fh) -> None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+except ImportError:  # pragma: no cover - Windows
+    import msvcrt
+
+    def _try_lock(fh) -> bool:
+        try:
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _release(fh) -> None:
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def _acquire(fh, timeout_s: float, path: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while not _try_lock(fh):
+        if time.monotonic() > deadline:
+            raise RegistryError(f"registry lock {path} is held by another process for over {timeout_s:.0f} s; "
+                                "wait for it to finish or check for a hung kws process")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
