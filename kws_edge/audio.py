@@ -159,15 +159,23 @@ def decode_wav(
     if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
         raise AudioFormatError(f"{name} is not a WAV file; convert it to 16 kHz mono 16-bit WAV")
     declared = int.from_bytes(data[4:8], "little") + 8
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", wavfile.WavFileWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", wavfile.WavFileWarning)
         try:
             rate, samples = wavfile.read(io.BytesIO(data))
-        except wavfile.WavFileWarning as exc:
-            raise AudioFormatError(f"{name} is a damaged WAV file ({exc}); re-export it") from None
         except (ValueError, EOFError, OSError, IndexError) as exc:
             reason = "truncated" if declared > len(data) else "corrupt"
             raise AudioFormatError(f"{name} is a {reason} WAV file ({exc}); re-export it") from None
+    for w in caught:
+        if not issubclass(w.category, wavfile.WavFileWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
+        text = str(w.message)
+        if "not understood" in text:
+            continue  # extra chunks (PEAK, cue, bext, smpl...) that writers add: harmless
+        if "EOF prematurely" in text or "Incomplete chunk" in text:
+            raise AudioFormatError(f"{name} is a truncated WAV file ({text}); re-export or re-record it")
+        raise AudioFormatError(f"{name} is a damaged WAV file ({text}); re-export it")
     if declared > len(data) + 1:
         raise AudioFormatError(
             f"{name} is a truncated WAV file ({len(data)} of {declared} bytes); re-export or re-record it"

@@ -66,7 +66,7 @@ def from_dict(cls: type[T], data: Any, *, where: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown key {where}{unknown[0]!r} in {cls.__name__}; "
+            f"unknown key {where + unknown[0]!r} in {cls.__name__}; "
             f"known keys: {', '.join(sorted(fields))}"
         )
     kwargs = {name: _coerce(hints[name], data[name], f"{where}{name}") for name in data}
