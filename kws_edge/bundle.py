@@ -156,6 +156,8 @@ def _read_model(path: Path, spec: ModelFile) -> bytes:
         data = model_path.read_bytes()
     except FileNotFoundError:
         raise BundleError(f"bundle {path} has no {spec.file}; copy the whole bundle directory again") from None
+    except OSError as exc:
+        raise BundleError(f"cannot read {model_path}: {exc.strerror or exc}") from None
     if len(data) != spec.size_bytes:
         raise BundleError(
             f"{model_path} is {len(data)} bytes but the manifest says {spec.size_bytes}: the file is "
@@ -184,6 +186,8 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         raise BundleError(f"bundle {path} has no {MANIFEST_NAME}; it is not a kws-edge bundle") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{manifest_path} is not valid JSON ({exc}); copy the bundle again") from None
+    except OSError as exc:
+        raise BundleError(f"cannot read {manifest_path}: {exc.strerror or exc}") from None
     if not isinstance(raw, dict):
         raise BundleError(f"{manifest_path} must hold a JSON object")
     version = raw.get("format_version")
