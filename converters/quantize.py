@@ -1,0 +1,177 @@
+"""Keras model -> TFLite flatbuffer (full-integer int8, or float32).
+
+The recipe (measured in ../shared/ENVIRONMENT.md, TF 2.21 / Keras 3):
+
+* convert a **batch-1 clone** of the trained model (weights copied with
+  ``set_weights``): with a dynamic batch, Flatten/Reshape add SHAPE,
+  STRIDED_SLICE and PACK operators a microcontroller does not want;
+* ``TFLiteConverter.from_keras_model``; for int8 ``Optimize.DEFAULT``, a
+  representative dataset of *normalised* features (exactly
+  :meth:`kws_edge.features.Normalization.apply`, as the runtime feeds the
+  model), ``TFLITE_BUILTINS_INT8`` only and int8 input and output, so an
+  operator without an int8 kernel fails here rather than on the device;
+* custom ops stay off (``allow_custom_ops = False``) for the same reason.
+
+``from_keras_model`` prints a large "Saved artifact at ..." block and the
+TFLite C++ converter logs to stderr; both are captured and only shown (the
+tail) when conversion fails. TensorFlow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any, Literal, Optional
+
+import numpy as np
+
+from kws_edge.errors import BackendUnavailableError, ConfigError, ConversionError
+from kws_edge.features import Normalization
+
+__all__ = ["convert_keras", "batch1_clone", "import_tensorflow", "QUANTIZE_MODES"]
+
+QUANTIZE_MODES = ("int8", "float32")
+
+
+def import_tensorflow() -> Any:
+    """Import TensorFlow quietly, or explain how to install it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise BackendUnavailableError(
+            "conversion needs TensorFlow; pip install 'kws-edge[train]'"
+        ) from None
+    return tf
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[list[str]]:
+    """Send fd 1 and 2 (Python and C++ writes) to a temporary file; yields a list filled with its text."""
+    import sys
+
+    out: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield out
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def batch1_clone(model: Any) -> Any:
+    """The same graph with a fixed batch size of 1 and the trained weights copied across."""
+    import keras
+
+    if len(model.inputs) != 1:
+        raise ConversionError(f"the model has {len(model.inputs)} inputs; kws-convert handles one")
+    shape = tuple(model.inputs[0].shape[1:])
+    try:
+        clone = keras.models.clone_model(model, input_tensors=keras.Input(shape=shape, batch_size=1))
+        clone.set_weights(model.get_weights())
+    except Exception as exc:  # Keras raises many types for graphs it cannot clone
+        raise ConversionError(
+            f"cannot build a batch-1 copy of the model ({type(exc).__name__}: {exc}); "
+            "build it with kws_edge.training.models.build_inference_model instead"
+        ) from None
+    return clone
+
+
+def _samples(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """(N, ...) features reshaped to N samples of the model's batch-1 input shape."""
+    x = np.asarray(x, np.float32)
+    per = int(np.prod(input_shape[1:]))
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != per:
+        raise ConversionError(
+            f"features of shape {list(x.shape[1:])} do not fit the model input {list(input_shape[1:])}; "
+            "the run's arrays and model come from different feature settings"
+        )
+    return x.reshape((x.shape[0], 1) + tuple(input_shape[1:]))
+
+
+def convert_keras(
+    model: Any,
+    representative_x: Optional[np.ndarray],
+    quantize: Literal["int8", "float32"] = "int8",
+    *,
+    normalization: Optional[Normalization] = None,
+    clone: bool = True,
+) -> bytes:
+    """Convert a Keras model to a ``.tflite`` flatbuffer.
+
+    Parameters
+    ----------
+    model : keras.Model with one input (a dynamic batch is fine: a batch-1 clone is converted)
+    representative_x : np.ndarray [shape=(n, frames, n_cepstra), dtype=float32]
+        Calibration features for int8; normalised already, or raw with ``normalization`` given.
+        Not used for float32.
+    quantize : "int8" (full integer, int8 input and output) or "float32"
+    normalization : applied to ``representative_x`` when given (the runtime's exact transform)
+    clone : convert a batch-1 clone (default) rather than ``model`` itself
+
+    Returns
+    -------
+    bytes : the flatbuffer
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ConfigError(f"quantize={quantize!r} must be one of {', '.join(QUANTIZE_MODES)}")
+    tf = import_tensorflow()
+    m = batch1_clone(model) if clone else model
+    input_shape = tuple(int(d) if d is not None else 1 for d in m.inputs[0].shape)
+    converter = tf.lite.TFLiteConverter.from_keras_model(m)
+    converter.allow_custom_ops = False  # an op the device lacks must fail here, not on the device
+    if quantize == "int8":
+        if representative_x is None or len(representative_x) == 0:
+            raise ConversionError(
+                "int8 conversion needs a representative set of at least one clip; "
+                "the run's arrays/representative.npz is empty (re-run training) or use --quantize float32"
+            )
+        x = np.asarray(representative_x, np.float32)
+        if normalization is not None:
+            x = normalization.apply(x)
+        samples = _samples(x, input_shape)
+        if not np.all(np.isfinite(samples)):
+            raise ConversionError("the representative features contain NaN or infinite values")
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for sample in samples:
+                yield [sample]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    import warnings
+
+    with captured_output() as log, warnings.catch_warnings():
+        # "Statistics for quantized inputs were expected, but not specified; continuing anyway." is harmless
+        warnings.simplefilter("ignore")
+        try:
+            flatbuffer = converter.convert()
+        except Exception as exc:
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        tail = " | ".join(line for line in log[0].splitlines()[-5:] if line.strip()) if log else ""
+        raise ConversionError(
+            f"TFLite conversion ({quantize}) failed: {type(error).__name__}: {str(error).strip()[:400]}"
+            + (f" [converter log: {tail[:400]}]" if tail else "")
+        ) from None
+    return bytes(flatbuffer)
