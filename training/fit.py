@@ -1,0 +1,240 @@
+"""Train a model and write a run directory (the contract in docs/ARCHITECTURE.md).
+
+:func:`train` does, in order: write ``run.json`` with status "incomplete" and
+the resolved ``config.json``; make or find the data (the synthetic set is
+generated into its cache); index it and write ``data_manifest.json``; compute
+features (clean ones cached, augmented copies seeded); fit the normalisation
+on clean training features; write the feature arrays; train deterministically
+(``keras.utils.set_random_seed`` + ``tf.config.experimental.enable_op_determinism``);
+write the model, history, metrics and plots; and only then set ``run.json`` to
+"complete". Ctrl-C (or any error) at any point leaves "incomplete".
+
+Extra file (beyond the contract): ``training_summary.json`` with timings,
+feature-cache statistics, sample counts, parameter count and versions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..atomic import atomic_write_bytes, atomic_write_json
+from ..config import config_hash, to_dict
+from ..features import Normalization
+from . import rundir as rd
+from .augment import spec_augment
+from .config import TrainConfig
+from .dataset import DatasetIndex, index_dataset
+from .featurize import FeatureStats, augmented_features, clean_features
+from .metrics import clip_metrics
+
+__all__ = ["train", "Progress", "git_commit", "resolve_data"]
+
+#: ``progress(stage, done, total)``; stages: synthesize, features, augment, epoch
+Progress = Callable[[str, int, int], None]
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def git_commit() -> str:
+    """Commit of the kws-edge source tree, with ``+dirty`` if it has changes; "" if unknown."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def resolve_data(config: TrainConfig, progress: Progress | None = None) -> Path:
+    """The dataset folder of ``config``: the given folder, or the (cached) synthetic set."""
+    if not config.is_synthetic:
+        return Path(config.data).expanduser()
+    from .synthetic import generate_synthetic_dataset
+
+    cb = (lambda d, t: progress("synthesize", d, t)) if progress else None
+    return generate_synthetic_dataset(config.synthetic, seed=config.seed, keywords=config.keywords,
+                                      sample_rate_hz=config.features.sample_rate_hz, progress=cb)
+
+
+def _labels_of(clips, config: TrainConfig) -> np.ndarray:
+    index = {label: i for i, label in enumerate(config.labels)}
+    return np.array([index[c.label] for c in clips], np.int64)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _import_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ..errors import BackendUnavailableError
+
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise BackendUnavailableError("training needs TensorFlow: pip install 'kws-edge[train]'") from None
+    return tf
+
+
+def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Progress | None):
+    tf = _import_tf()
+    import keras
+
+    from .models import build_model
+
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    fc = config.features
+    model = build_model(config.model, (fc.frames_per_clip, fc.n_cepstra), len(config.labels))
+    steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps), alpha=0.02)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if progress:
+                progress("epoch", epoch + 1, config.epochs)
+
+    hist = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
+                     validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[_Report()])
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return model, history
+
+
+def _predict(model, x: np.ndarray) -> np.ndarray:
+    if len(x) == 0:
+        return np.zeros(0, np.int64)
+    return np.argmax(model.predict(x, batch_size=256, verbose=0), axis=-1)
+
+
+def train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False, progress: Progress | None = None,
+          workers: int | None = None, feature_cache: bool = True) -> rd.RunDir:
+    """Run the whole recipe and return the complete run directory.
+
+    Raises ``RunError`` (finished run without ``overwrite``), ``DataError``
+    (missing or unusable data), ``ConfigError``; ``KeyboardInterrupt``
+    propagates and leaves the run "incomplete".
+    """
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    run_info: dict[str, Any] = {
+        "format_version": rd.FORMAT_VERSION, "status": "incomplete", "kws_edge_version": __version__,
+        "git_commit": git_commit(), "started_utc": _utc_now(), "finished_utc": "", "seed": config.seed,
+        "config_sha256": config_hash(config), "data_sha256": "",
+    }
+    # check the model name before touching anything on disk
+    from .models import ARCHITECTURES
+    from ..errors import ConfigError
+
+    if config.model.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown model architecture {config.model.architecture!r}; "
+                          f"choose one of {', '.join(ARCHITECTURES)}")
+    rd.check_run_dir(out_dir, overwrite=overwrite)
+    root = resolve_data(config, progress) if config.is_synthetic else Path(config.data).expanduser()
+    index = index_dataset(root, config)  # DataError before the run directory is touched
+    run = rd.prepare_run_dir(out_dir, overwrite=overwrite, run_json=run_info)
+    out = run.path
+    atomic_write_json(out / rd.CONFIG_JSON, to_dict(config))
+    timings["data_s"] = time.perf_counter() - t_start
+    manifest = index.manifest()
+    atomic_write_json(out / rd.DATA_MANIFEST_JSON, manifest)
+    run_info["data_sha256"] = manifest["content_sha256"]
+    atomic_write_json(out / rd.RUN_JSON, run_info)
+
+    t0 = time.perf_counter()
+    stats = FeatureStats()
+    splits = {s: index.split(s) for s in ("train", "validation", "test")}
+    n_all = sum(len(c) for c in splits.values())
+    done_before = 0
+    feats: dict[str, np.ndarray] = {}
+    for s, clips in splits.items():
+        base = done_before
+        cb = (lambda d, t, b=base: progress("features", b + d, n_all)) if progress else None
+        feats[s] = clean_features(index.root, clips, config, index.noise_files, cache=feature_cache,
+                                  workers=workers, progress=cb, stats=stats)
+        done_before += len(clips)
+    labels = {s: _labels_of(clips, config) for s, clips in splits.items()}
+    cb = (lambda d, t: progress("augment", d, t)) if progress else None
+    x_aug = augmented_features(index.root, splits["train"], config, index.noise_files, workers=workers, progress=cb)
+    y_aug = np.repeat(labels["train"], config.augment.copies)
+    timings["features_s"] = time.perf_counter() - t0
+
+    norm = Normalization.fit(feats["train"])
+    atomic_write_json(out / rd.NORMALIZATION_JSON, to_dict(norm))
+    rng = np.random.default_rng(config.seed)
+    n_rep = min(config.representative_samples, len(feats["train"]))
+    rep = np.sort(rng.choice(len(feats["train"]), size=n_rep, replace=False))
+    (out / rd.ARRAYS).mkdir(exist_ok=True)
+    _save_npz(out / rd.ARRAYS / "representative.npz", x=feats["train"][rep], y=labels["train"][rep])
+    for s in ("validation", "test"):
+        _save_npz(out / rd.ARRAYS / f"{s}.npz", x=feats[s], y=labels[s])
+
+    x_train = norm.apply(np.concatenate([feats["train"], x_aug]))
+    if config.augment.spec_augment and len(x_aug):
+        n_clean = len(feats["train"])
+        x_train[n_clean:] = spec_augment(x_train[n_clean:], np.random.default_rng([config.seed, 7]), config.augment)
+    y_train = np.concatenate([labels["train"], y_aug])
+    x_val, x_test = norm.apply(feats["validation"]), norm.apply(feats["test"])
+
+    t0 = time.perf_counter()
+    model, history = _fit_keras(config, x_train, y_train, x_val, labels["validation"], progress)
+    timings["fit_s"] = time.perf_counter() - t0
+
+    tmp = out / ".model-tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, out / rd.MODEL_KERAS)
+    atomic_write_json(out / rd.HISTORY_JSON, history)
+    metrics = {
+        "validation": clip_metrics(labels["validation"], _predict(model, x_val), config.labels, config.keywords),
+        "test": clip_metrics(labels["test"], _predict(model, x_test), config.labels, config.keywords),
+    }
+    atomic_write_json(out / rd.METRICS_JSON, metrics)
+    from .plots import plot_confusion_matrix, plot_training_curves
+
+    plot_training_curves(history, out / rd.PLOTS / "training_curves.png")
+    plot_confusion_matrix(metrics["validation"], out / rd.PLOTS / "confusion_matrix.png",
+                          title=f"validation: accuracy {100 * metrics['validation']['accuracy']:.1f}%")
+    plot_confusion_matrix(metrics["test"], out / rd.PLOTS / "confusion_matrix_test.png",
+                          title=f"test: accuracy {100 * metrics['test']['accuracy']:.1f}%")
+    timings["total_s"] = time.perf_counter() - t_start
+    _write_summary(out, config, index, stats, timings, model, len(x_train))
+    run_info.update(status="complete", finished_utc=_utc_now())
+    atomic_write_json(out / rd.RUN_JSON, run_info)
+    return run
+
+
+def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: FeatureStats,
+                   timings: dict[str, float], model, n_train_samples: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    atomic_write_json(out / rd.SUMMARY_JSON, {
+        "data_root": str(index.root),
+        "counts": index.counts(),
+        "n_skipped": len(index.skipped),
+        "n_train_samples": int(n_train_samples),
+        "augmented_copies": config.augment.copies,
+        "feature_cache": {"clips": stats.n_clips, "hits": stats.cache_hits, "computed": stats.computed},
+        "model": {"architecture": config.model.architecture, "parameters": int(model.count_params())},
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "versions": {"kws_edge": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+                     "numpy": np.__version__},
+    })
