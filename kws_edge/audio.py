@@ -163,9 +163,11 @@ def decode_wav(
         warnings.simplefilter("always", wavfile.WavFileWarning)
         try:
             rate, samples = wavfile.read(io.BytesIO(data))
-        except (ValueError, EOFError, OSError, IndexError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted bytes means a bad file
+            # (scipy raises ValueError, EOFError, struct.error, and UnboundLocalError when chunks are missing)
             reason = "truncated" if declared > len(data) else "corrupt"
-            raise AudioFormatError(f"{name} is a {reason} WAV file ({exc}); re-export it") from None
+            detail = exc if not isinstance(exc, NameError) else "no fmt or data chunk"
+            raise AudioFormatError(f"{name} is a {reason} WAV file ({detail}); re-export it") from None
     for w in caught:
         if not issubclass(w.category, wavfile.WavFileWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
