@@ -1,0 +1,17 @@
+"""Cold start: a fresh interpreter imports kws_edge and loads the bundle into a detector."""
+
+from __future__ import annotations
+
+from conftest import record_figure
+from kws_edge import bench
+
+
+def test_cold_start(benchmark, bench_bundle_path):
+    """Reported, not gated on time (device profiles set no cold-start budget); gated on no TensorFlow."""
+    result = benchmark.pedantic(bench.cold_start, args=(bench_bundle_path,), rounds=3, iterations=1)
+    benchmark.extra_info.update(result)
+    # the runtime must never pull in TensorFlow (DESIGN.md)
+    assert result["tensorflow_imported"] is False, "importing kws_edge loaded TensorFlow"
+    record_figure("cold start", f"{benchmark.stats.stats.min * 1000:.0f} ms wall (best of 3): import "
+                                f"{result['import_s'] * 1000:.0f} ms + load {result['load_s'] * 1000:.0f} ms; "
+                                f"child peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB")

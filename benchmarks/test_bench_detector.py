@@ -1,0 +1,76 @@
+"""The detector end to end per second of audio, the naive path, and the gates.
+
+* ``test_streaming_vs_naive_ratio``: both paths measured in this run,
+  interleaved, cheapest of 3 rounds each; streaming must be at least
+  ``MIN_STREAMING_SPEEDUP`` times cheaper in CPU per second of audio.
+* ``test_device_budgets``: the budgets of the device profile. ``cpu_share``
+  is the streaming path's CPU per second of audio (the share of one core it
+  takes at real time); ``hop_latency_p99_ms`` is gated on the p99 of per-hop
+  CPU time (immune to a neighbour preempting us; the wall p99 is reported
+  beside it); model and activation bytes come from the bundle.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from conftest import MIN_STREAMING_SPEEDUP, record_figure
+from kws_edge import bench
+
+#: interleaved rounds per path; the cheapest counts ($KWS_BENCH_ROUNDS)
+ROUNDS = int(os.environ.get("KWS_BENCH_ROUNDS", "3"))
+
+
+def test_detector_per_second_of_audio(benchmark, detector, audio_10s):
+    stats = benchmark.pedantic(bench.measure_detector, args=(detector, audio_10s), rounds=ROUNDS, iterations=1)
+    benchmark.extra_info.update(stats.to_dict())
+    assert stats.n_evaluations == round(stats.audio_s * detector.model.features.hops_per_second)
+    record_figure("detector (streaming)", f"{stats.cpu_ms_per_audio_s:.2f} ms CPU per s of audio; hop latency "
+                                          f"median {stats.latency_ms(50):.3f} ms, p99 {stats.latency_ms(99):.3f} ms")
+
+
+def test_naive_per_second_of_audio(benchmark, kws_model, audio_10s):
+    stats = benchmark.pedantic(bench.measure_naive, args=(kws_model, audio_10s), rounds=ROUNDS, iterations=1)
+    benchmark.extra_info.update(stats.to_dict())
+    record_figure("naive (1 s MFCC + invoke per hop)", f"{stats.cpu_ms_per_audio_s:.2f} ms CPU per s of audio")
+
+
+@pytest.mark.gate
+def test_streaming_vs_naive_ratio(detector, kws_model, audio_10s, gate):
+    best = bench.measure_interleaved({
+        "streaming": lambda: bench.measure_detector(detector, audio_10s),
+        "naive": lambda: bench.measure_naive(kws_model, audio_10s),
+    }, rounds=ROUNDS)
+    s, n = best["streaming"], best["naive"]
+    record_figure("same-run CPU per s of audio",
+                  f"streaming {s.cpu_ms_per_audio_s:.2f} ms, naive {n.cpu_ms_per_audio_s:.2f} ms, "
+                  f"ratio {n.cpu_s / s.cpu_s:.1f}x (min of {ROUNDS} interleaved rounds)")
+    gate.check(bench.ratio_gate("naive/streaming CPU per s audio", n.cpu_s, s.cpu_s, MIN_STREAMING_SPEEDUP))
+
+
+@pytest.mark.gate
+def test_device_budgets(detector, loaded_bundle, audio_10s, budgets, device_profile, gate):
+    if device_profile is None:
+        pytest.skip("NOT GATED: no device profile available (see the summary); pass --device PROFILE")
+    stats = bench.measure_interleaved({"s": lambda: bench.measure_detector(detector, audio_10s)}, rounds=ROUNDS)["s"]
+    m = loaded_bundle.manifest.model
+    activation = m.peak_activation_bytes or bench.estimate_activation_bytes(loaded_bundle.model_bytes)
+    measured = {
+        "model_bytes": float(m.size_bytes),
+        "activation_bytes": float(activation),
+        "cpu_share": stats.real_time_factor,
+        "hop_latency_p99_ms": stats.hop_cpu_ms_at(99),
+    }
+    record_figure("hop latency p99", f"{stats.hop_cpu_ms_at(99):.3f} ms CPU (gated), "
+                                     f"{stats.latency_ms(99):.3f} ms wall (reported)")
+    source = bench.profile_name(device_profile)
+    gates = bench.budget_gates(measured, budgets, source=source)
+    missing = [k for k in bench.BUDGET_KEYS if k not in budgets]
+    if missing:
+        record_figure("budgets not set by profile", ", ".join(missing))
+    assert gates, f"device profile {source} sets none of the budgets {list(bench.BUDGET_KEYS)}"
+    assert all(not math.isnan(g.value) for g in gates)
+    gate.check(*gates)

@@ -1,0 +1,596 @@
+"""Measuring the runtime's cost: the library behind ``kws bench`` and ``benchmarks/``.
+
+No TensorFlow: this runs on the device (a Raspberry Pi, a laptop) with the
+runtime install only.
+
+What is measured, and how
+-------------------------
+* **CPU per second of audio** (the real-time factor x 1000): process CPU time
+  (``time.process_time``, all threads of this process) spent feeding audio
+  through :class:`~kws_edge.detector.KeywordDetector`, divided by the audio's
+  duration. Wall clock is not used for cost: on a shared machine wall time
+  measures the neighbours too.
+* **Per-hop latency**: wall time (``time.perf_counter``) of one
+  ``process()`` call given exactly one hop of audio (20 ms at the defaults),
+  which is what a microphone callback waits for: new MFCC frame, model
+  invocation, smoothing. Reported as median and p99.
+* **CPU share at real time**: audio fed at the pace it would arrive from a
+  microphone (sleeping between hops); CPU time divided by wall time. This is
+  the share of one core the detector takes while listening.
+* **The naive path**: every hop, recompute the MFCC of the whole last
+  second of audio and invoke the model. Measured in the same run, so the
+  ratio naive/streaming is robust to a busy machine.
+* **Peak RSS** (``resource.getrusage``), **model bytes** (the file),
+  **activation bytes** (manifest value, else estimated from the interpreter's
+  operator graph: the largest sum of simultaneously live non-constant
+  tensors; a lower bound on a micro arena).
+
+Gates compare a measured value with a limit and say by how much it passed or
+failed; :func:`format_gate_table` renders them for people.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = [
+    "StreamStats",
+    "Gate",
+    "bench_audio",
+    "measure_detector",
+    "measure_naive",
+    "measure_interleaved",
+    "cold_start",
+    "peak_rss_bytes",
+    "estimate_activation_bytes",
+    "profile_budgets",
+    "budget_gates",
+    "ratio_gate",
+    "format_gate_table",
+    "machine_info",
+    "run_bench",
+    "BUDGET_KEYS",
+]
+
+#: budgets of a device profile that ``kws bench`` checks, with their units
+BUDGET_KEYS = {
+    "model_bytes": "B",
+    "activation_bytes": "B",
+    "cpu_share": "",
+    "hop_latency_p99_ms": "ms",
+}
+
+
+# ---------------------------------------------------------------- measurement
+
+
+@dataclass
+class StreamStats:
+    """Cost of pushing ``audio_s`` seconds of audio through one path."""
+
+    path: str
+    audio_s: float
+    cpu_s: float
+    wall_s: float
+    hop_latencies_ms: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    n_evaluations: int = 0
+    #: CPU time of this thread per hop: the intrinsic latency, immune to preemption by neighbours
+    hop_cpu_ms: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    @property
+    def cpu_ms_per_audio_s(self) -> float:
+        return 1000.0 * self.cpu_s / self.audio_s
+
+    @property
+    def real_time_factor(self) -> float:
+        """CPU seconds per second of audio (< 1 keeps up on one core)."""
+        return self.cpu_s / self.audio_s
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU time over wall time of the run (meaningful for a real-time paced run)."""
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def latency_ms(self, q: float) -> float:
+        """Percentile ``q`` of the per-hop wall latency."""
+        lat = self.hop_latencies_ms
+        return float(np.percentile(lat, q)) if lat.size else float("nan")
+
+    def hop_cpu_ms_at(self, q: float) -> float:
+        """Percentile ``q`` of the per-hop CPU time (this thread)."""
+        lat = self.hop_cpu_ms
+        return float(np.percentile(lat, q)) if lat.size else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "audio_s": round(self.audio_s, 3),
+            "cpu_s": round(self.cpu_s, 6),
+            "wall_s": round(self.wall_s, 6),
+            "cpu_ms_per_audio_s": round(self.cpu_ms_per_audio_s, 4),
+            "real_time_factor": round(self.real_time_factor, 6),
+            "cpu_share": round(self.cpu_share, 6),
+            "hop_latency_median_ms": round(self.latency_ms(50), 4),
+            "hop_latency_p99_ms": round(self.latency_ms(99), 4),
+            "hop_cpu_median_ms": round(self.hop_cpu_ms_at(50), 4),
+            "hop_cpu_p99_ms": round(self.hop_cpu_ms_at(99), 4),
+            "n_hops_timed": int(self.hop_latencies_ms.size),
+            "n_evaluations": self.n_evaluations,
+        }
+
+
+def bench_audio(seconds: float, sample_rate_hz: int = 16000, seed: int = 0) -> np.ndarray:
+    """Deterministic test audio (float32): noise with tone bursts, like a quiet room with speech."""
+    n = int(round(seconds * sample_rate_hz))
+    rng = np.random.default_rng(seed)
+    x = 0.01 * rng.standard_normal(n)
+    t = np.arange(n) / sample_rate_hz
+    burst = (np.sin(2 * np.pi * 0.7 * t) > 0.6).astype(np.float64)
+    x += 0.2 * burst * np.sin(2 * np.pi * 440.0 * t)
+    return x.astype(np.float32)
+
+
+def measure_detector(detector, audio: np.ndarray, *, chunk_samples: int | None = None,
+                     realtime: bool = False, warmup_s: float = 1.0) -> StreamStats:
+    """Feed ``audio`` to ``detector`` in chunks (default: one hop) and time it.
+
+    The first ``warmup_s`` of audio (filling the window) is processed but not
+    counted. With ``realtime`` the chunks are paced by the wall clock as a
+    microphone would deliver them.
+    """
+    cfg = detector.model.features
+    chunk = int(chunk_samples or cfg.hop_samples)
+    if chunk < 1:
+        raise ConfigError(f"chunk_samples={chunk} must be >= 1")
+    detector.reset()
+    warm = min(len(audio), int(warmup_s * cfg.sample_rate_hz))
+    for start in range(0, warm, chunk):
+        detector.process(audio[start:min(start + chunk, warm)])
+    body = audio[warm:]
+    n_eval0 = detector.n_evaluations
+    starts = range(0, len(body), chunk)
+    lat = np.empty(len(starts))
+    cpu = np.empty(len(starts))
+    chunk_s = chunk / cfg.sample_rate_hz
+    process = detector.process
+    thread_time = time.thread_time
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i, start in enumerate(starts):
+        if realtime:
+            due = wall0 + i * chunk_s
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        c0, t0 = thread_time(), time.perf_counter()
+        process(body[start:start + chunk])
+        lat[i] = time.perf_counter() - t0
+        cpu[i] = thread_time() - c0
+    if realtime:  # the last chunk's audio ends one chunk after it was due
+        delay = wall0 + len(starts) * chunk_s - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    cpu1, wall1 = time.process_time(), time.perf_counter()
+    return StreamStats(
+        path="streaming" + (" (real time)" if realtime else ""),
+        audio_s=len(body) / cfg.sample_rate_hz,
+        cpu_s=cpu1 - cpu0,
+        wall_s=wall1 - wall0,
+        hop_latencies_ms=lat * 1000.0,
+        n_evaluations=detector.n_evaluations - n_eval0,
+        hop_cpu_ms=cpu * 1000.0,
+    )
+
+
+def measure_naive(model, audio: np.ndarray) -> StreamStats:
+    """The naive loop: every hop, MFCC of the whole last clip, one model call, smoothing.
+
+    ``model`` is a :class:`~kws_edge.model.KwsModel`. The first clip of audio
+    only fills the window (like the streaming warm-up) and is not counted.
+    """
+    from .features import mfcc
+    from .smoothing import PosteriorSmoother
+
+    cfg = model.features
+    smoother = PosteriorSmoother(model.labels, model.keywords, model.bundle.manifest.detector,
+                                 hop_s=cfg.hop_samples / cfg.sample_rate_hz)
+    clip, hop = cfg.clip_samples, cfg.hop_samples
+    audio = np.asarray(audio, np.float32)
+    ends = range(clip + hop, len(audio) + 1, hop)
+    lat = np.empty(len(ends))
+    cpu = np.empty(len(ends))
+    scores_features = model.scores_features
+    thread_time = time.thread_time
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i, end in enumerate(ends):
+        c0, t0 = thread_time(), time.perf_counter()
+        posteriors = scores_features(mfcc(audio[end - clip:end], cfg))
+        smoother.update(posteriors, end / cfg.sample_rate_hz)
+        lat[i] = time.perf_counter() - t0
+        cpu[i] = thread_time() - c0
+    cpu1, wall1 = time.process_time(), time.perf_counter()
+    return StreamStats(path="naive", audio_s=len(ends) * hop / cfg.sample_rate_hz, cpu_s=cpu1 - cpu0,
+                       wall_s=wall1 - wall0, hop_latencies_ms=lat * 1000.0, n_evaluations=len(ends),
+                       hop_cpu_ms=cpu * 1000.0)
+
+
+def measure_interleaved(runs: dict[str, Callable[[], StreamStats]], rounds: int = 3) -> dict[str, StreamStats]:
+    """Run each measurement ``rounds`` times, interleaved; keep each path's cheapest round.
+
+    Interleaving puts every path under the same load from the neighbours;
+    the minimum CPU time is the least disturbed estimate of intrinsic cost.
+    """
+    best: dict[str, StreamStats] = {}
+    for _ in range(max(1, rounds)):
+        for name, fn in runs.items():
+            stats = fn()
+            if name not in best or stats.cpu_s < best[name].cpu_s:
+                best[name] = stats
+    return best
+
+
+_COLD_START_CODE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import kws_edge
+from kws_edge.detector import KeywordDetector
+t1 = time.perf_counter()
+det = KeywordDetector.from_bundle(sys.argv[1])
+t2 = time.perf_counter()
+import resource
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1,
+                  "tensorflow_imported": "tensorflow" in sys.modules,
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def cold_start(bundle_path: str | Path, *, python: str | None = None, repeats: int = 1) -> dict[str, Any]:
+    """Import kws_edge and load a bundle into a detector in a fresh interpreter; best of ``repeats``.
+
+    Returns wall seconds (import, load, total as seen by the parent), the
+    child's CPU seconds, whether TensorFlow got imported (it must not), and
+    the child's peak RSS.
+    """
+    best: dict[str, Any] | None = None
+    for _ in range(max(1, repeats)):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run([python or sys.executable, "-c", _COLD_START_CODE, str(bundle_path)],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise RuntimeError(f"cold start subprocess failed: {tail}")
+        child = json.loads(proc.stdout.strip().splitlines()[-1])
+        result = {
+            "wall_s": wall,
+            "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "import_s": child["import_s"],
+            "load_s": child["load_s"],
+            "tensorflow_imported": child["tensorflow_imported"],
+            "peak_rss_bytes": int(child["maxrss_kb"]) * 1024,
+        }
+        if best is None or result["cpu_s"] < best["cpu_s"]:
+            best = result
+    assert best is not None
+    return best
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def estimate_activation_bytes(model_bytes: bytes, *, backend: str | None = None) -> int:
+    """Peak bytes of simultaneously live non-constant tensors over the operator order.
+
+    Uses the interpreter's operator graph (``_get_ops_details``), available
+    in ai_edge_litert, tflite_runtime and tf.lite. Constant tensors are those
+    no operator produces and that are not model inputs. A lower bound for a
+    micro-controller arena (no scratch buffers, no alignment).
+    """
+    from .engine import Engine
+
+    eng = Engine(model_bytes, backend=backend)
+    interp = eng._interp
+    ops = interp._get_ops_details()
+    tensors = {int(t["index"]): t for t in interp.get_tensor_details()}
+    inputs = {t.index for t in eng.inputs}
+    outputs = {t.index for t in eng.outputs}
+    produced = {int(i): k for k, op in enumerate(ops) for i in op["outputs"] if int(i) >= 0}
+    last_use: dict[int, int] = {}
+    for k, op in enumerate(ops):
+        for i in op["inputs"]:
+            if int(i) >= 0:
+                last_use[int(i)] = k
+    live_tensors = set(produced) | inputs
+
+    def nbytes(i: int) -> int:
+        t = tensors[i]
+        return int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize
+
+    peak = 0
+    for k in range(len(ops)):
+        live = 0
+        for i in live_tensors:
+            born = produced.get(i, 0)
+            dies = len(ops) if i in outputs else last_use.get(i, born)
+            if born <= k <= dies:
+                live += nbytes(i)
+        peak = max(peak, live)
+    return int(peak)
+
+
+# ---------------------------------------------------------------- gates
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One measured value against one limit.
+
+    ``kind`` "max": value must be <= limit; "min": value must be >= limit.
+    ``margin`` is the headroom as a fraction of the limit (negative = failed).
+    """
+
+    name: str
+    value: float
+    limit: float
+    kind: str = "max"
+    unit: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("max", "min"):
+            raise ConfigError(f"gate kind {self.kind!r} must be 'max' or 'min'")
+
+    @property
+    def passed(self) -> bool:
+        if not (isinstance(self.value, (int, float)) and math.isfinite(self.value)):
+            return False
+        return self.value <= self.limit if self.kind == "max" else self.value >= self.limit
+
+    @property
+    def margin(self) -> float:
+        if not self.limit:
+            return float("nan")
+        if self.kind == "max":
+            return (self.limit - self.value) / abs(self.limit)
+        return (self.value - self.limit) / abs(self.limit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "limit": self.limit, "kind": self.kind,
+                "unit": self.unit, "source": self.source, "passed": self.passed,
+                "margin": None if math.isnan(self.margin) else round(self.margin, 4)}
+
+
+def _fmt(v: float, unit: str) -> str:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if unit == "B":
+        return f"{int(v):,} B"
+    if unit == "x":
+        return f"{v:.1f}x"
+    if abs(v) >= 100 or v == int(v):
+        s = f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
+    else:
+        s = f"{v:.3g}"
+    return f"{s} {unit}".strip()
+
+
+def format_gate_table(gates: Sequence[Gate], title: str = "") -> str:
+    """A plain-text table: budget, value, limit, margin, verdict (one gate per row)."""
+    rows = [("budget", "value", "limit", "margin", "result")]
+    for g in gates:
+        op = "<=" if g.kind == "max" else ">="
+        margin = "n/a" if math.isnan(g.margin) else f"{g.margin:+.0%}"
+        rows.append((g.name + (f" [{g.source}]" if g.source else ""), _fmt(g.value, g.unit),
+                     f"{op} {_fmt(g.limit, g.unit)}", margin, "PASS" if g.passed else "FAIL"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [title] if title else []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def ratio_gate(name: str, slow: float, fast: float, min_ratio: float) -> Gate:
+    """``slow / fast`` must be at least ``min_ratio`` (both measured in the same run)."""
+    ratio = slow / fast if fast > 0 else float("inf")
+    return Gate(name=name, value=ratio, limit=min_ratio, kind="min", unit="x", source="same-run ratio")
+
+
+def profile_budgets(profile: Any) -> dict[str, float]:
+    """The budgets of a device profile as ``{key: limit}`` (keys of :data:`BUDGET_KEYS` present)."""
+    src = getattr(profile, "budgets", profile)
+    if hasattr(src, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        src = asdict(src)
+    out: dict[str, float] = {}
+    for key in BUDGET_KEYS:
+        value = src.get(key) if isinstance(src, dict) else getattr(src, key, None)
+        if value is not None:
+            out[key] = float(value)
+    return out
+
+
+def profile_name(profile: Any) -> str:
+    return str(getattr(profile, "name", None) or (profile.get("name") if isinstance(profile, dict) else "") or "?")
+
+
+def budget_gates(measured: dict[str, float], budgets: dict[str, float], source: str = "") -> list[Gate]:
+    """One gate per budget the profile sets; a budget without a measurement fails (value NaN)."""
+    return [Gate(name=key, value=float(measured.get(key, float("nan"))), limit=limit, kind="max",
+                 unit=BUDGET_KEYS.get(key, ""), source=source)
+            for key, limit in budgets.items()]
+
+
+# ---------------------------------------------------------------- kws bench
+
+
+def machine_info() -> dict[str, Any]:
+    from .engine import available_backends
+
+    info = {"machine": platform.machine(), "python": platform.python_version(), "system": platform.system(),
+            "cpu_count": os.cpu_count(), "interpreters": available_backends()}
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        for line in text.splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu part")):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        model = Path("/proc/device-tree/model")
+        if model.exists():
+            info["board"] = model.read_text(errors="replace").strip("\x00\n ")
+    except OSError:
+        pass
+    return info
+
+
+def _load_profile(device: str | None):
+    """``(profile or None, how it was chosen)`` from :mod:`kws_edge.devices`."""
+    try:
+        from kws_edge import devices
+    except ImportError:  # pragma: no cover - devices ship with the package
+        return None, "no device profiles installed (kws_edge.devices missing)"
+    if device:
+        return devices.load_profile(device), f"--device {device}"
+    profile = devices.detect_local_profile()
+    if profile is None:
+        return None, "no shipped profile matches this machine; pass --device"
+    return profile, "auto-detected"
+
+
+def _is_local(profile: Any) -> bool:
+    """Whether ``profile`` is the profile of the machine this runs on."""
+    try:
+        from kws_edge import devices
+
+        local = devices.detect_local_profile()
+    except Exception:  # pragma: no cover - detection is best effort
+        return False
+    return local is not None and local.name == profile.name
+
+
+def gates_from_report(report: Any) -> list[Gate]:
+    """:class:`kws_edge.budgets.BudgetReport` results as gates (for one table style)."""
+    units = {"B": "B", "ms": "ms", "share": "", "MAC/s": "MAC/s", "ops": ""}
+    return [Gate(name=r.name, value=float(r.value), limit=float(r.limit), kind="max", unit=units.get(r.unit, r.unit),
+                 source=r.basis if r.basis in ("static", "measured") else r.basis.split(" (")[0])
+            for r in report.results]
+
+
+def device_budget_report(profile: Any, bundle: Any, stats: StreamStats, *, measured_on_target: bool,
+                         cpu_share: float | None = None, hop_latency_p99_ms: float | None = None,
+                         activation_bytes: int | None = None) -> Any:
+    """Check a bundle and a streaming measurement against every budget of ``profile``.
+
+    Measured CPU share and latency count only when ``measured_on_target``;
+    otherwise :func:`kws_edge.budgets.check_budgets` estimates them from the
+    profile and says so.
+    """
+    from .budgets import check_budgets
+
+    m = bundle.manifest.model
+    fc = bundle.manifest.features
+    stride = bundle.manifest.detector.stride_hops
+    return check_budgets(
+        profile,
+        model_bytes=int(m.size_bytes),
+        activation_bytes=int(activation_bytes if activation_bytes is not None else
+                             (m.peak_activation_bytes or estimate_activation_bytes(bundle.model_bytes))),
+        macs_per_inference=int(m.macs_per_inference),
+        inferences_per_second=fc.hops_per_second / stride,
+        hops_per_second=fc.hops_per_second,
+        quantization=m.quantization if m.quantization in ("int8", "float32") else "int8",
+        measured={"cpu_share": stats.real_time_factor if cpu_share is None else cpu_share,
+                  "hop_latency_p99_ms": stats.latency_ms(99) if hop_latency_p99_ms is None else hop_latency_p99_ms},
+        measured_on_target=measured_on_target,
+    )
+
+
+def run_bench(bundle_path: str | Path | None = None, *, device: str | None = None, seconds: float = 10.0,
+              realtime: bool = True, num_threads: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Everything ``kws bench`` reports, as a JSON-ready dict.
+
+    Raises KwsError subclasses for a bad bundle, device or option. The
+    result's ``within_budget`` is False when any budget of the profile fails,
+    None when no profile applies. CPU share and latency are compared as
+    measured only when the profile is this machine's (auto-detected, or
+    ``--device`` naming the detected board); for another board they are
+    estimated from its profile, and the report says so.
+    """
+    from .bundle import default_bundle_path, load_bundle
+    from .detector import KeywordDetector
+    from .errors import BundleError
+
+    if not seconds > 0:
+        raise ConfigError(f"--seconds {seconds} must be > 0")
+    if bundle_path is None:
+        path = default_bundle_path()
+        if not (path / "manifest.json").exists():
+            raise BundleError(f"no default bundle is installed (looked in {path}); pass --bundle DIR")
+    else:
+        path = Path(bundle_path)
+    bundle = load_bundle(path)
+    profile, how = _load_profile(device)
+    det = KeywordDetector(bundle, num_threads=num_threads)
+    fc = bundle.manifest.features
+    warmup_s = fc.clip_ms / 1000.0
+    audio = bench_audio(seconds + warmup_s, fc.sample_rate_hz, seed)
+    stats = measure_detector(det, audio, realtime=realtime, warmup_s=warmup_s)
+    m = bundle.manifest.model
+    activation = int(m.peak_activation_bytes) or estimate_activation_bytes(bundle.model_bytes)
+    # paced: CPU over wall time; unpaced: CPU needed per second of real time (the same thing, minus sleeps)
+    cpu_share = stats.cpu_share if realtime else stats.real_time_factor
+    report: dict[str, Any] = {
+        "bundle": str(path),
+        "bundle_name": f"{bundle.manifest.name} {bundle.manifest.version}",
+        "backend": det.model.engine.backend,
+        "machine": machine_info(),
+        "seconds": seconds,
+        "realtime_paced": realtime,
+        "num_threads": num_threads,
+        "cpu_share": round(cpu_share, 6),
+        "real_time_factor": round(stats.real_time_factor, 6),
+        "cpu_ms_per_audio_s": round(stats.cpu_ms_per_audio_s, 4),
+        "hop_latency_median_ms": round(stats.latency_ms(50), 4),
+        "hop_latency_p99_ms": round(stats.latency_ms(99), 4),
+        "hop_cpu_p99_ms": round(stats.hop_cpu_ms_at(99), 4),
+        "n_hops": int(stats.hop_latencies_ms.size),
+        "n_evaluations": stats.n_evaluations,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "model_bytes": int(m.size_bytes),
+        "activation_bytes": activation,
+        "activation_bytes_source": "manifest" if m.peak_activation_bytes else "estimated from the operator graph",
+        "macs_per_inference": int(m.macs_per_inference),
+    }
+    if profile is None:
+        report.update(device=None, device_note=how, measured_on_target=None, budgets=[], within_budget=None)
+        return report
+    on_target = how == "auto-detected" or _is_local(profile)
+    budget_report = device_budget_report(profile, bundle, stats, measured_on_target=on_target, cpu_share=cpu_share,
+                                         activation_bytes=activation)
+    if not on_target:
+        how += " (not this machine: CPU share and latency are the profile's estimates, not this run's)"
+    report.update(device=profile.name, device_note=how, measured_on_target=on_target,
+                  budgets=[r.to_dict() for r in budget_report.results],
+                  within_budget=budget_report.within_budget)
+    report["_budget_table"] = budget_report.table()
+    return report
