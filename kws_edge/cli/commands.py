@@ -7,3 +7,4 @@ so ``kws --help`` works on a runtime-only install.
 
 from . import runtime  # noqa: F401  detect, classify, info, listen
 from . import serve  # noqa: F401  serve (live view in the browser; extra "serve")
+from . import bench  # noqa: F401  bench (issue 5)
