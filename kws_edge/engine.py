@@ -78,10 +78,14 @@ def _load_interpreter_class(backend: str | None) -> tuple[type, str]:
             continue
         version = _version(name)
         return module.Interpreter, f"{name} {version}".strip()
+    if len(names) == 1:  # one backend was asked for, by argument or KWS_EDGE_INTERPRETER
+        raise BackendUnavailableError(
+            f"the {names[0]} interpreter was requested but cannot be imported ({errors[0]}); install it, or "
+            "unset KWS_EDGE_INTERPRETER to use the first available one (pip install ai-edge-litert)"
+        )
     raise BackendUnavailableError(
         "no TFLite interpreter is installed; pip install ai-edge-litert "
         "(or tflite-runtime on 32-bit Raspberry Pi OS)"
-        + (f" [{'; '.join(errors)}]" if backend else "")
     )
 
 
