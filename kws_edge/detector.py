@@ -45,10 +45,13 @@ class KeywordDetector:
     config : detection settings; default: the bundle manifest's
     num_threads, backend : passed to the interpreter
     telemetry : optional :class:`~kws_edge.telemetry.DetectorTelemetry` fed once per chunk
+    streaming : use the bundle's streaming model (see :mod:`kws_edge.streaming`); None: when it has one
+    gate : optional :class:`~kws_edge.streaming.EnergyGate` (streaming model only)
     """
 
     def __init__(self, bundle: Bundle, *, config: DetectorConfig | None = None, num_threads: int = 1,
-                 backend: str | None = None, telemetry: Any = None) -> None:
+                 backend: str | None = None, telemetry: Any = None, streaming: bool | None = None,
+                 gate: Any = None) -> None:
         self.bundle = bundle
         self.telemetry = telemetry
         self.model = KwsModel(bundle, num_threads=num_threads, backend=backend)
@@ -67,6 +70,11 @@ class KeywordDetector:
         # Ring buffer written twice so the latest window is always one contiguous slice.
         self._ring = np.zeros((2 * self._n_window, fc.n_cepstra), dtype)
         self._callbacks: list[DetectionCallback] = []
+        self.streaming = None
+        if streaming or (streaming is None and bundle.streaming_model_bytes is not None):
+            from .streaming import StreamingRunner
+
+            self.streaming = StreamingRunner(bundle, num_threads=num_threads, backend=backend, gate=gate)
         self.reset()
 
     @classmethod
@@ -101,6 +109,8 @@ class KeywordDetector:
         self._mfcc.reset()
         self._smoother.reset()
         self._ring[:] = 0
+        if self.streaming is not None:
+            self.streaming.reset()
         self._n_frames = 0
         self.n_samples = 0
         self.n_evaluations = 0
@@ -125,6 +135,10 @@ class KeywordDetector:
             if tel is not None:
                 tel.observe(audio, frames)
             return []
+        if self.streaming is not None:
+            from .streaming import detect_frames
+
+            return detect_frames(self, self.streaming, audio, frames)
         prepared = self.model.prepare(frames)
         detections = []
         evaluated = [] if tel is not None else None

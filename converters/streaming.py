@@ -1,0 +1,336 @@
+"""Conversion of the streaming form of a ``tcn`` model, state included.
+
+The window model converts as usual. Its streaming twin
+(:func:`kws_edge.training.streaming_model.to_streaming`) has two inputs, the
+newest frames with their context and the packed state, and two outputs, the
+per-frame class probabilities and the next state. For full-integer int8 the
+calibration needs realistic *states*, not only realistic frames: we run the
+float streaming model (as a TFLite float model, which is fast) over long
+pseudo-streams built by concatenating representative clips, record the
+state fed to every call, and calibrate on a seeded sample of those
+(frames, state) pairs. The state is one tensor of ReLU6 outputs, so one
+int8 scale fits all of it; the converter gives the state input and the state
+output the same scale, and the runtime copies the int8 state as is (it
+requantises when they differ).
+
+The result is a plain TFLite flatbuffer with builtin ops only: CONV_2D,
+DEPTHWISE_CONV_2D, CONCATENATION, STRIDED_SLICE, RESHAPE, ADD,
+AVERAGE_POOL_2D, SOFTMAX; no variables and no custom ops, so it runs on
+ai_edge_litert, tflite_runtime and TFLite Micro alike.
+
+TensorFlow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+
+from kws_edge.bundle import MANIFEST_NAME, ModelFile, TensorSpec, load_bundle, save_bundle, sha256_bytes
+from kws_edge.engine import Engine
+from kws_edge.errors import ConversionError
+from kws_edge.features import Normalization
+
+__all__ = [
+    "STREAMING_MODEL_NAME",
+    "StreamingConversionConfig",
+    "StreamingConversion",
+    "config_from_model",
+    "convert_streaming",
+    "pseudo_streams",
+    "streaming_model_file",
+    "attach_streaming_model",
+    "add_streaming_to_bundle",
+]
+
+STREAMING_MODEL_NAME = "model_streaming.tflite"
+
+
+@dataclass(frozen=True)
+class StreamingConversionConfig:
+    """Settings of the streaming conversion.
+
+    Attributes
+    ----------
+    quantize : "int8" (full integer, int8 in and out) or "float32"
+    n_representative : (frames, state) pairs used to calibrate int8
+    n_streams : pseudo-streams the states are gathered from
+    clips_per_stream : clips concatenated into one pseudo-stream
+    block_frames : new frames per streaming call (None: the model config's)
+    seed : picks the clips, their order and the calibration pairs
+    """
+
+    quantize: Literal["int8", "float32"] = "int8"
+    n_representative: int = 400
+    n_streams: int = 8
+    clips_per_stream: int = 12
+    block_frames: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.quantize not in ("int8", "float32"):
+            raise ConversionError(f"quantize={self.quantize!r} must be 'int8' or 'float32'")
+        for name in ("n_representative", "n_streams", "clips_per_stream"):
+            if getattr(self, name) < 1:
+                raise ConversionError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.block_frames is not None and self.block_frames < 1:
+            raise ConversionError(f"block_frames={self.block_frames} must be >= 1")
+
+
+@dataclass(frozen=True)
+class StreamingConversion:
+    """A converted streaming model and what was measured while making it."""
+
+    model_bytes: bytes
+    float_model_bytes: bytes
+    quantize: str
+    n_calibration: int
+    state_size: int
+    block_frames: int
+    context_frames: int
+
+
+def config_from_model(model: Any, *, block_frames: int = 5) -> Any:
+    """Recover the :class:`TcnConfig` of a trained ``tcn`` Keras model from its layers."""
+    from kws_edge.training.streaming_model import TcnConfig
+
+    try:
+        first = model.get_layer("first_conv")
+        classifier = model.get_layer("classifier")
+    except ValueError:
+        raise ConversionError(
+            f"model {model.name!r} is not a streamable 'tcn' model (no first_conv/classifier layers); "
+            "train with --model tcn to get a streaming model"
+        ) from None
+    kernels, dilations = [], []
+    i = 0
+    while True:
+        try:
+            dw = model.get_layer(f"block{i}_dw")
+        except ValueError:
+            break
+        kernels.append(int(dw.kernel_size[0]))
+        dilations.append(int(dw.dilation_rate[0]))
+        i += 1
+    n_frames, n_cepstra = (int(v) for v in model.inputs[0].shape[1:3])
+    dropout = 0.0
+    with contextlib.suppress(ValueError):
+        dropout = float(model.get_layer("dropout").rate)
+    return TcnConfig(
+        n_frames=n_frames, n_cepstra=n_cepstra, n_labels=int(classifier.filters), filters=int(first.filters),
+        first_kernel_frames=int(first.kernel_size[0]), block_kernel_frames=tuple(kernels),
+        block_dilations=tuple(dilations), dropout=dropout, block_frames=block_frames,
+    )
+
+
+def pseudo_streams(features: np.ndarray, *, n_streams: int, clips_per_stream: int, seed: int) -> list[np.ndarray]:
+    """Concatenate randomly chosen clips' frames into ``n_streams`` long feature sequences.
+
+    ``features`` is ``(n_clips, frames, n_cepstra)`` (normalised); each stream
+    is ``(clips_per_stream * frames, n_cepstra)``.
+    """
+    features = np.asarray(features, np.float32)
+    if features.ndim != 3 or len(features) == 0:
+        raise ConversionError(
+            f"representative features must be a non-empty (clips, frames, cepstra) array, got {features.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    return [features[rng.integers(0, len(features), clips_per_stream)].reshape(-1, features.shape[-1])
+            for _ in range(n_streams)]
+
+
+def _quiet_convert(converter: Any) -> bytes:
+    # from_keras_model prints a large "Saved artifact at ..." block on stdout (Keras 3 exports a
+    # temporary SavedModel); library code does not print.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def _float_tflite(stream_model: Any) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(stream_model)
+    return _quiet_convert(converter)
+
+
+class _StreamIO:
+    """Indices of a streaming TFLite model's inputs/outputs, told apart by rank (names are unreliable)."""
+
+    def __init__(self, engine: Engine) -> None:
+        ins, outs = engine.inputs, engine.outputs
+        if len(ins) != 2 or len(outs) != 2:
+            raise ConversionError(f"a streaming model has 2 inputs and 2 outputs, got {len(ins)} and {len(outs)}")
+        self.frames = next(t for t in ins if len(t.shape) == 3)
+        self.state_in = next(t for t in ins if len(t.shape) == 2)
+        self.probs = next(t for t in outs if len(t.shape) == 3)
+        self.state_out = next(t for t in outs if len(t.shape) == 2)
+
+
+def gather_calibration(float_bytes: bytes, streams: list[np.ndarray], *, block_frames: int, context_frames: int,
+                       n_pairs: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run the float streaming model over ``streams``; sample ``n_pairs`` (frames, state) inputs it saw."""
+    engine = Engine(float_bytes)
+    io_ = _StreamIO(engine)
+    pairs = []
+    for stream in streams:
+        state = np.zeros(io_.state_in.shape, np.float32)
+        n_calls = (len(stream) - context_frames) // block_frames
+        for i in range(n_calls):
+            start = i * block_frames
+            frames = stream[start:start + block_frames + context_frames].reshape(io_.frames.shape)
+            pairs.append((frames.astype(np.float32), state))
+            out = engine.run(*(frames if t is io_.frames else state for t in engine.inputs))
+            state = out[engine.outputs.index(io_.state_out)].reshape(io_.state_in.shape)
+    if not pairs:
+        raise ConversionError("the representative streams are shorter than one streaming block")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(pairs), size=min(n_pairs, len(pairs)), replace=False)
+    return [pairs[i] for i in sorted(pick)]
+
+
+def convert_streaming(window_model: Any, representative_features: np.ndarray,
+                      config: StreamingConversionConfig = StreamingConversionConfig()) -> StreamingConversion:
+    """Convert a trained ``tcn`` window model's streaming form to TFLite.
+
+    Parameters
+    ----------
+    window_model : the trained Keras window model (any batch size)
+    representative_features : np.ndarray [shape=(n_clips, frames, n_cepstra), normalised float32]
+        Training clips in the same feature path as the runtime (already normalised).
+    config : StreamingConversionConfig
+    """
+    import tensorflow as tf
+
+    from kws_edge.training.streaming_model import layout, to_streaming
+
+    tcn = config_from_model(window_model, block_frames=config.block_frames or 5)
+    stream_model = to_streaming(window_model, tcn)
+    float_bytes = _float_tflite(stream_model)
+    if config.quantize == "float32":
+        return StreamingConversion(float_bytes, float_bytes, "float32", 0, layout(tcn).state_size,
+                                   tcn.block_frames, tcn.context_frames)
+    streams = pseudo_streams(representative_features, n_streams=config.n_streams,
+                             clips_per_stream=config.clips_per_stream, seed=config.seed)
+    pairs = gather_calibration(float_bytes, streams, block_frames=tcn.block_frames,
+                               context_frames=tcn.context_frames, n_pairs=config.n_representative, seed=config.seed)
+    names = [t.name for t in stream_model.inputs]  # Keras input order: frames, state
+
+    def representative() -> Iterator[dict[str, np.ndarray]]:
+        for frames, state in pairs:
+            yield dict(zip(names, (frames, state), strict=True))
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(stream_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    # Builtin int8 kernels only: an op without one fails here, not on the device.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    try:
+        model_bytes = _quiet_convert(converter)
+    except Exception as exc:  # the converter raises many types; report one
+        raise ConversionError(f"int8 conversion of the streaming model failed: {exc}") from None
+    return StreamingConversion(model_bytes, float_bytes, "int8", len(pairs), layout(tcn).state_size,
+                               tcn.block_frames, tcn.context_frames)
+
+
+def _spec(info: Any) -> TensorSpec:
+    return TensorSpec(shape=tuple(info.shape), dtype=info.dtype, scale=info.scale, zero_point=info.zero_point)
+
+
+def streaming_model_file(model_bytes: bytes, *, file: str = STREAMING_MODEL_NAME, quantization: str = "int8",
+                         analysis: dict[str, Any] | None = None) -> ModelFile:
+    """The manifest entry of a streaming model: frames in, probabilities out, state as the extra input."""
+    engine = Engine(model_bytes)
+    io_ = _StreamIO(engine)
+    extra = dict(analysis or {})
+    return ModelFile(
+        file=file, sha256=sha256_bytes(model_bytes), size_bytes=len(model_bytes),
+        input=_spec(io_.frames), output=_spec(io_.probs), quantization=quantization,
+        extra_inputs=(_spec(io_.state_in),), **extra,
+    )
+
+
+def _analysis(model_bytes: bytes) -> dict[str, Any]:
+    """Model analysis from the conversion engineer's module when it exists (best effort, optional)."""
+    try:
+        from kws_edge.converters import analysis as an  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    try:
+        report = an.analyze_model(model_bytes)
+    except Exception:
+        return {}
+    out = {}
+    for key in ("peak_activation_bytes", "weight_bytes", "macs_per_inference"):
+        if hasattr(report, key):
+            out[key] = int(getattr(report, key))
+    if hasattr(report, "operators"):
+        out["operators"] = tuple(str(o) for o in report.operators)
+    return out
+
+
+def attach_streaming_model(bundle_dir: str | Path, model_bytes: bytes, *, out_dir: str | Path | None = None,
+                           quantization: str = "int8", metrics: dict[str, Any] | None = None,
+                           overwrite: bool = False) -> Path:
+    """Write a bundle that carries ``model_bytes`` as its streaming model (atomically).
+
+    ``out_dir`` defaults to ``bundle_dir`` itself (replaced in place).
+    """
+    bundle = load_bundle(bundle_dir)
+    spec = streaming_model_file(model_bytes, quantization=quantization, analysis=_analysis(model_bytes))
+    engine = Engine(model_bytes)
+    io_ = _StreamIO(engine)
+    n_cepstra = bundle.manifest.features.n_cepstra
+    if io_.frames.shape[2] != n_cepstra:
+        raise ConversionError(
+            f"streaming model takes {io_.frames.shape[2]} cepstra per frame but the bundle's features give "
+            f"{n_cepstra}; convert the streaming model from the same run as the bundle"
+        )
+    manifest_metrics = dict(bundle.manifest.metrics)
+    if metrics:
+        manifest_metrics["streaming"] = {**manifest_metrics.get("streaming", {}), **metrics}
+    manifest = dataclasses.replace(bundle.manifest, streaming_model=spec, metrics=manifest_metrics)
+    target = Path(out_dir) if out_dir is not None else Path(bundle_dir)
+    in_place = target.resolve() == Path(bundle_dir).resolve()
+    extra = {}
+    for p in Path(bundle_dir).iterdir():
+        if p.is_file() and p.name not in (MANIFEST_NAME, bundle.manifest.model.file, spec.file):
+            extra[p.name] = p.read_bytes()
+    save_bundle(target, manifest, bundle.model_bytes, streaming_model_bytes=model_bytes, extra_files=extra,
+                overwrite=overwrite or in_place)
+    return target
+
+
+def add_streaming_to_bundle(run_dir: str | Path, bundle_dir: str | Path, *,
+                            config: StreamingConversionConfig = StreamingConversionConfig(),
+                            out_dir: str | Path | None = None, overwrite: bool = False) -> StreamingConversion:
+    """``kws-convert --streaming``: convert a run's ``tcn`` model to streaming form and add it to a bundle.
+
+    Reads ``model.keras``, ``normalization.json`` and ``arrays/representative.npz`` from the run directory
+    (see docs/ARCHITECTURE.md).
+    """
+    import keras
+
+    run = Path(run_dir)
+    for name in ("model.keras", "normalization.json", "arrays/representative.npz"):
+        if not (run / name).exists():
+            raise ConversionError(f"run directory {run} has no {name}; is it a complete kws-train run?")
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    norm = Normalization(**{k: tuple(v) for k, v in json.loads((run / "normalization.json").read_text()).items()})
+    with np.load(run / "arrays/representative.npz") as data:
+        x = data["x"]
+    conversion = convert_streaming(model, norm.apply(x), config)
+    attach_streaming_model(bundle_dir, conversion.model_bytes, out_dir=out_dir, quantization=conversion.quantize,
+                           overwrite=overwrite,
+                           metrics={"block_frames": conversion.block_frames,
+                                    "n_calibration_pairs": conversion.n_calibration,
+                                    "state_size": conversion.state_size})
+    return conversion

@@ -1,0 +1,381 @@
+"""Streaming inference: only the newest feature frames go through the model.
+
+A bundle may carry, beside its window model, a *streaming model*
+(``manifest.streaming_model``, written by ``kws-convert --streaming``). It is
+the same network as the window model, rewritten with causal convolutions whose
+ring buffers are an explicit state tensor (see
+``kws_edge.training.streaming_model``):
+
+* input 0, ``frames``: ``(1, context_frames + block_frames, n_cepstra)``, the
+  newest ``block_frames`` normalised frames preceded by ``context_frames`` older
+  ones;
+* input 1, ``state``: ``(1, state_size)`` (``manifest.streaming_model.extra_inputs[0]``);
+* output 0, probabilities ``(1, block_frames, n_labels)``, one row per new frame;
+* output 1, the next state ``(1, state_size)``.
+
+Inputs and outputs are told apart by rank, not by name (converter names are not
+stable). Because every convolution is valid and causal, the row for frame
+``t`` equals the window model's output for the window that ends at ``t``, once
+``t >= frames_per_clip - 1`` (before that the zero state stands for audio that
+was never heard, so those rows are dropped: the same warm-up as the window path).
+
+Cost: one ``invoke`` per ``block_frames`` hops instead of one full-window
+``invoke`` per hop. :class:`EnergyGate` optionally skips the model while the
+whole receptive field is quiet and re-synchronises the state from the frame
+history when sound returns, so the outputs after a gap are exactly those of an
+ungated run.
+
+The runtime never imports TensorFlow; this module needs only NumPy and an
+interpreter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .bundle import Bundle
+from .engine import Engine, TensorInfo
+from .errors import BundleError, ConfigError
+from .features import MfccConfig, mfcc
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .detector import KeywordDetector
+    from .smoothing import Detection
+
+__all__ = ["StreamingRunner", "EnergyGate", "StreamingStats", "gate_threshold_c0", "detect_frames"]
+
+
+@dataclass
+class StreamingStats:
+    """Counters of one runner since its last reset (``invocations`` includes re-sync replays)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    invocations: int = 0
+    gated_frames: int = 0
+    resyncs: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gated_share(self) -> float:
+        """Share of the frames whose model call the gate skipped."""
+        return self.gated_frames / self.frames_in if self.frames_in else 0.0
+
+
+def gate_threshold_c0(level_dbfs: float, config: MfccConfig) -> float:
+    """The first cepstral value (log frame energy) of white noise at ``level_dbfs`` RMS.
+
+    A frame whose c0 is below it is quieter than that noise. Computed once
+    through :func:`kws_edge.features.mfcc`, so it follows the feature
+    configuration (energy floor, FFT size, pre-emphasis).
+    """
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(config.clip_samples)
+    noise *= 10 ** (level_dbfs / 20.0) / np.sqrt(np.mean(noise ** 2))
+    return float(np.median(mfcc(noise.astype(np.float32), config)[:, 0]))
+
+
+@dataclass(frozen=True)
+class EnergyGate:
+    """Skip the model while every frame of the receptive field is below ``level_dbfs``.
+
+    While gated, the detector is fed the one-hot ``_silence_`` posterior (or
+    nothing, if the model has no such label), which is what the window model
+    gives on such input; when a loud frame arrives, the state is rebuilt by
+    replaying the frame history, so detection resumes exactly.
+    """
+
+    level_dbfs: float = -60.0
+
+    def __post_init__(self) -> None:
+        if not -150.0 < self.level_dbfs < 0.0:
+            raise ConfigError(f"gate level_dbfs={self.level_dbfs} must be between -150 and 0 dBFS")
+
+
+class _IO:
+    def __init__(self, engine: Engine) -> None:
+        ins, outs = engine.inputs, engine.outputs
+        if len(ins) != 2 or len(outs) != 2:
+            raise BundleError(
+                f"a streaming model has 2 inputs (frames, state) and 2 outputs (probabilities, state), "
+                f"this one has {len(ins)} and {len(outs)}; re-run kws-convert --streaming"
+            )
+        try:
+            self.frames: TensorInfo = next(t for t in ins if len(t.shape) == 3)
+            self.state_in: TensorInfo = next(t for t in ins if len(t.shape) == 2)
+            self.probs: TensorInfo = next(t for t in outs if len(t.shape) == 3)
+            self.state_out: TensorInfo = next(t for t in outs if len(t.shape) == 2)
+        except StopIteration:
+            raise BundleError(
+                "the streaming model's tensors do not have the expected ranks (frames 3-D, state 2-D, "
+                "probabilities 3-D); re-run kws-convert --streaming"
+            ) from None
+        if self.state_in.shape != self.state_out.shape:
+            raise BundleError(f"streaming state in {self.state_in.shape} and out {self.state_out.shape} differ")
+
+
+class StreamingRunner:
+    """Runs a bundle's streaming model over feature frames.
+
+    Parameters
+    ----------
+    bundle : a bundle with ``manifest.streaming_model``
+    num_threads, backend : passed to the interpreter
+    gate : optional :class:`EnergyGate`
+    """
+
+    def __init__(self, bundle: Bundle, *, num_threads: int = 1, backend: str | None = None,
+                 gate: EnergyGate | None = None) -> None:
+        m = bundle.manifest
+        if m.streaming_model is None or bundle.streaming_model_bytes is None:
+            raise BundleError(f"bundle {bundle.path} has no streaming model; convert with kws-convert --streaming")
+        self.engine = Engine(bundle.streaming_model_bytes, num_threads=num_threads, backend=backend)
+        io = _IO(self.engine)
+        self._io = io
+        features = m.features
+        self.n_labels = len(m.labels)
+        if io.frames.shape[2] != features.n_cepstra or io.probs.shape[2] != self.n_labels:
+            raise BundleError(
+                f"streaming model takes {io.frames.shape[2]} cepstra and gives {io.probs.shape[2]} classes, "
+                f"the manifest says {features.n_cepstra} and {self.n_labels}; re-run kws-convert --streaming"
+            )
+        self.block_frames = int(io.probs.shape[1])
+        self.context_frames = int(io.frames.shape[1]) - self.block_frames
+        if self.context_frames < 0:
+            raise BundleError("streaming model's frame input is shorter than its output block")
+        self.window_frames = features.frames_per_clip
+        self.normalization = m.normalization
+        self._mean, self._inv_std = (np.asarray(a, np.float32) for a in self.normalization._arrays)
+        self._fq = io.frames
+        self._frames_dtype = np.dtype(io.frames.dtype)
+        self._state_dtype = np.dtype(io.state_in.dtype)
+        self._same_state_q = (io.state_in.scale, io.state_in.zero_point, io.state_in.dtype) == (
+            io.state_out.scale, io.state_out.zero_point, io.state_out.dtype)
+        self._interp = self.engine._interp  # direct calls: this is the hot path
+        self._idx = (io.frames.index, io.state_in.index, io.probs.index, io.state_out.index)
+        self._frames_shape = tuple(io.frames.shape)
+        self._probs_q = io.probs
+        self.gate = gate
+        self._gate_c0 = gate_threshold_c0(gate.level_dbfs, features) if gate is not None else math.inf
+        silence = m.labels.index("_silence_") if "_silence_" in m.labels else None
+        self._silence_row = np.zeros(self.n_labels, np.float32)
+        if silence is not None:
+            self._silence_row[silence] = 1.0
+        self._has_silence = silence is not None
+        # frames kept for re-synchronising after a gated stretch: context + enough blocks to cover a window
+        self._replay_blocks = -(-(self.window_frames - self.context_frames) // self.block_frames)
+        # (plus one block and context of slack: a block may start in frames left over from an earlier chunk)
+        self._history_frames = 2 * self.context_frames + (self._replay_blocks + 1) * self.block_frames
+        self.stats = StreamingStats()
+        self.reset()
+
+    @property
+    def state_size(self) -> int:
+        return int(self._io.state_in.shape[1])
+
+    def reset(self) -> None:
+        """Zero state; the next frame is the first of a new stream."""
+        self._state = np.zeros(self._io.state_in.shape, self._state_dtype)
+        self._zero_state = self._state.copy()
+        self._zero_state.fill(self._io.state_in.zero_point if self._io.state_in.quantized else 0)
+        self._state = self._zero_state.copy()
+        # prepared frames not yet consumed (starts with `context_frames` already-processed ones)
+        self._pending = np.zeros((0, self._frames_shape[2]), self._frames_dtype)
+        self._history = np.zeros((0, self._frames_shape[2]), self._frames_dtype)
+        self._n_frames = 0  # frames received
+        self._quiet_run = 0  # consecutive quiet frames at the end of the received ones
+        self._gated = False
+        self.stats = StreamingStats()
+
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """Normalise raw MFCC frames and quantise them to the frame input's storage type."""
+        x = (np.asarray(frames, np.float32) - self._mean) * self._inv_std
+        q = self._fq
+        if not q.quantized:
+            return x.astype(self._frames_dtype, copy=False)
+        x = np.rint(x * np.float32(1.0 / q.scale))
+        x += q.zero_point
+        info = np.iinfo(self._frames_dtype)
+        return np.clip(x, info.min, info.max, out=x).astype(self._frames_dtype)
+
+    def _invoke_blocks(self, buf: np.ndarray, n_calls: int, out: np.ndarray | None) -> None:
+        interp = self._interp
+        fi, si, pi, so = self._idx
+        length = self.block_frames + self.context_frames
+        block = self.block_frames
+        shape = self._frames_shape
+        state = self._state
+        for i in range(n_calls):
+            s = i * block
+            interp.set_tensor(fi, buf[s:s + length].reshape(shape))
+            interp.set_tensor(si, state)
+            interp.invoke()
+            if out is not None:
+                out[s:s + block] = interp.get_tensor(pi)[0]
+            state = interp.get_tensor(so)
+            if not self._same_state_q:
+                state = self.engine.quantize(self.engine.dequantize(state, self._io.state_out), self._io.state_in)
+        self._state = state
+        self.stats.invocations += n_calls
+
+    def _dequantize_probs(self, raw: np.ndarray) -> np.ndarray:
+        q = self._probs_q
+        if not q.quantized:
+            return raw.astype(np.float32, copy=False)
+        return (raw.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
+
+    def process(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Feed raw MFCC frames ``(n, n_cepstra)``; return the rows that became available.
+
+        Returns
+        -------
+        posteriors : np.ndarray [shape=(m, n_labels), float32]
+        frame_counts : np.ndarray [shape=(m,), int64]
+            For each row, the number of frames received up to and including its
+            frame (the window ending there is complete: ``>= frames_per_clip``).
+            Rows come in blocks, so up to ``block_frames - 1`` received frames
+            wait for the next call.
+        """
+        frames = np.asarray(frames)
+        n_new = len(frames)
+        self.stats.frames_in += n_new
+        if n_new == 0:
+            return np.zeros((0, self.n_labels), np.float32), np.zeros(0, np.int64)
+        q = self.prepare(frames)
+        if self.gate is None:
+            return self._run(q)
+        return self._run_gated(q, np.asarray(frames[:, 0], np.float32))
+
+    def _run(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ungated: consume whole blocks of pending frames."""
+        pending = np.concatenate((self._pending, q)) if len(self._pending) else q
+        first = self._n_frames - len(self._pending)  # stream index of pending[0]
+        self._n_frames += len(q)
+        ctx, block = self.context_frames, self.block_frames
+        n_calls = max(0, (len(pending) - ctx) // block)
+        self._pending = pending[n_calls * block:].copy() if n_calls else pending
+        if n_calls == 0:
+            return np.zeros((0, self.n_labels), np.float32), np.zeros(0, np.int64)
+        raw = np.empty((n_calls * block, self.n_labels), np.dtype(self._probs_q.dtype))
+        self._invoke_blocks(pending, n_calls, raw)
+        counts = np.arange(first + ctx + 1, first + ctx + 1 + n_calls * block, dtype=np.int64)
+        keep = counts >= self.window_frames
+        self.stats.frames_out += int(keep.sum())
+        if not keep.all():
+            raw, counts = raw[keep], counts[keep]
+        return self._dequantize_probs(raw), counts
+
+    def _run_gated(self, q: np.ndarray, c0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gated: blocks whose receptive field is quiet skip the model."""
+        hist = np.concatenate((self._history, q)) if len(self._history) else q
+        self._history = hist[-self._history_frames:].copy() if len(hist) > self._history_frames else hist
+        # quiet-run length at every new frame
+        quiet = c0 < self._gate_c0
+        runs = np.empty(len(q), np.int64)
+        r = self._quiet_run
+        for i, is_quiet in enumerate(quiet):  # short: one chunk of frames
+            r = r + 1 if is_quiet else 0
+            runs[i] = r
+        self._quiet_run = r
+        pending = np.concatenate((self._pending, q)) if len(self._pending) else q
+        first = self._n_frames - len(self._pending)
+        base = self._n_frames  # stream index of q[0]
+        self._n_frames += len(q)
+        ctx, block = self.context_frames, self.block_frames
+        n_calls = max(0, (len(pending) - ctx) // block)
+        self._pending = pending[n_calls * block:].copy() if n_calls else pending
+        rows: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        i = 0
+        while i < n_calls:
+            last = first + ctx + (i + 1) * block - 1  # stream index of the block's last frame
+            quiet_block = runs[last - base] >= self.window_frames + block - 1 if last >= base else False
+            if quiet_block:
+                # gated: every window ending in this block is quiet
+                j = i
+                while j < n_calls:
+                    lj = first + ctx + (j + 1) * block - 1
+                    if not (lj >= base and runs[lj - base] >= self.window_frames + block - 1):
+                        break
+                    j += 1
+                n_skip = (j - i) * block
+                c = np.arange(first + ctx + i * block + 1, first + ctx + j * block + 1, dtype=np.int64)
+                self.stats.gated_frames += n_skip
+                self._gated = True
+                if self._has_silence:
+                    rows.append(np.broadcast_to(self._silence_row, (n_skip, self.n_labels)))
+                    counts.append(c)
+                i = j
+                continue
+            if self._gated:
+                self._resync(hist, first + ctx + i * block)
+            s = i * block
+            raw = np.empty((block, self.n_labels), np.dtype(self._probs_q.dtype))
+            self._invoke_blocks(pending[s:s + block + ctx], 1, raw)
+            rows.append(self._dequantize_probs(raw))
+            counts.append(np.arange(first + ctx + s + 1, first + ctx + s + block + 1, dtype=np.int64))
+            i += 1
+        if not rows:
+            return np.zeros((0, self.n_labels), np.float32), np.zeros(0, np.int64)
+        post = np.concatenate(rows).astype(np.float32, copy=False)
+        cnt = np.concatenate(counts)
+        keep = cnt >= self.window_frames
+        self.stats.frames_out += int(keep.sum())
+        return post[keep], cnt[keep]
+
+    def _resync(self, hist: np.ndarray, next_frame: int) -> None:
+        """Rebuild the state before stream frame ``next_frame`` after a gated stretch.
+
+        Replays, from the zero state, the ``replay_blocks`` blocks of history that
+        end just before ``next_frame``: they cover the whole receptive field, so
+        the rebuilt state equals the state of an ungated run.
+        """
+        self._gated = False
+        self.stats.resyncs += 1
+        ctx, block = self.context_frames, self.block_frames
+        hist_start = self._n_frames - len(hist)  # stream index of hist[0]
+        start = next_frame - ctx - self._replay_blocks * block
+        while start < max(0, hist_start):
+            start += block
+        self._state = self._zero_state.copy()
+        seg = hist[start - hist_start:next_frame - hist_start]
+        n_calls = max(0, (len(seg) - ctx) // block)
+        if n_calls:
+            self._invoke_blocks(seg, n_calls, None)
+
+
+def detect_frames(detector: "KeywordDetector", runner: StreamingRunner, audio: np.ndarray,
+                  frames: np.ndarray) -> list["Detection"]:
+    """The detector's streaming branch: frames -> runner -> smoother -> detections and callbacks.
+
+    Keeps the window path's contract: evaluated hops follow ``stride_hops``
+    from the first complete window, each posterior is timed at the end of its
+    window, and telemetry sees one observation per chunk.
+    """
+    posteriors, counts = runner.process(frames)
+    detector._n_frames = runner._n_frames
+    tel = detector.telemetry
+    detections: list[Detection] = []
+    if len(counts):
+        stride = detector.config.stride_hops
+        if stride > 1:
+            keep = (counts - detector._n_window) % stride == 0
+            posteriors, counts = posteriors[keep], counts[keep]
+    if len(counts):
+        end_s = ((counts - 1) * detector._hop_samples + detector._window_samples) / detector.sample_rate_hz
+        smoother = detector._smoother
+        for p, t in zip(posteriors, end_s.tolist()):
+            hit = smoother.update(p, t)
+            if hit is not None:
+                detections.append(hit)
+                for cb in detector._callbacks:
+                    cb(hit)
+        detector.n_evaluations += len(counts)
+        detector.last_posteriors = posteriors[-1]
+    if tel is not None:
+        tel.observe(audio, frames, posteriors if len(counts) else None, detections)
+    return detections
