@@ -52,7 +52,10 @@ def captured_output() -> Iterator[list[str]]:
     """Send fd 1 and 2 (Python and C++ writes) to a temporary file; yields a list filled with its text."""
     import sys
 
+    import io
+
     out: list[str] = []
+    py_text = io.StringIO()  # Python-level writes (sys.stdout may not be fd 1, e.g. under pytest)
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
@@ -61,17 +64,15 @@ def captured_output() -> Iterator[list[str]]:
         try:
             os.dup2(tmp.fileno(), 1)
             os.dup2(tmp.fileno(), 2)
-            yield out
+            with contextlib.redirect_stdout(py_text), contextlib.redirect_stderr(py_text):
+                yield out
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
             tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
+            out.append(py_text.getvalue() + tmp.read().decode("utf-8", "replace"))
 
 
 def batch1_clone(model: Any) -> Any:
