@@ -313,3 +313,11 @@ def test_cli_serves_a_self_contained_page_and_stops_cleanly_on_sigterm(yes_wav):
     assert proc.returncode == 0, err
     assert err.strip().splitlines()[-1] == "stopped"
     assert "Traceback" not in err
+
+
+def test_the_runtime_and_the_cli_do_not_import_the_web_stack():
+    code = ("import sys, kws_edge, kws_edge.detector, kws_edge.cli.commands\n"
+            "heavy = [m for m in ('aiohttp', 'kws_edge.web', 'kws_edge.web.server') if m in sys.modules]\n"
+            "print(heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
