@@ -8,7 +8,8 @@ Splits ("train", "validation", "test") follow the TensorFlow speech_commands
 example's ``which_set``: SHA-1 of the speaker part of the file name, so one
 speaker never lands in two splits. Where the list files exist they win: a
 listed file goes to its list's split, and the other files of a listed speaker
-follow that speaker (so lists never split a speaker either).
+follow that speaker (so lists never split a speaker either); unlisted speakers
+use the hash (the method the official lists were made with).
 
 Classes: the keywords; ``_unknown_`` drawn from every other word; ``_silence_``
 made of crops of the background-noise files at a wide range of loudness
@@ -163,8 +164,6 @@ def _assign_splits(rel_paths: list[str], root: Path, config: TrainConfig) -> dic
             out[p] = listed[p]
         elif speaker_of(p) in speaker_split:
             out[p] = speaker_split[speaker_of(p)]
-        elif listed:
-            out[p] = "train"  # lists given: everything unlisted trains, as in Speech Commands
         else:
             out[p] = which_set(p, config.validation_percentage, config.testing_percentage)
     return out
