@@ -1,6 +1,6 @@
 """convert_run / kws-convert on a small trained run that the tests make themselves.
 
-The run: a tiny Keras model (Conv2D -> Flatten -> Dense) trained a few epochs on
+The run: a tiny Keras model (the training registry's tiny_conv, 4 filters) trained a few epochs on
 synthetic "MFCC" features, four classes with distinct patterns plus noise,
 written in the run-directory format of docs/ARCHITECTURE.md. One training per
 session (about 10 s with the TensorFlow import); each conversion takes a few seconds.
@@ -22,8 +22,11 @@ from kws_edge.bundle import load_bundle
 from kws_edge.config import from_dict, to_dict
 from kws_edge.errors import BudgetExceeded, ConfigError, ConversionError, KwsError, RunError
 from kws_edge.features import MfccConfig, Normalization
+from kws_edge.training.config import ModelConfig
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
+#: the micro_speech "tiny_conv" architecture with 4 filters: Conv2D 10x8 stride 2 -> Flatten -> Dense
+MODEL = ModelConfig(architecture="tiny_conv", width=4, depth=1, dropout=0.0)
 KEYWORDS = ["yes", "no"]
 
 TINY_PROFILE = """
@@ -70,6 +73,8 @@ def write_run(path: Path, *, seed: int = 0, epochs: int = 4) -> Path:
     """Train a tiny model and write a complete run directory at ``path``."""
     import keras
 
+    from kws_edge.training.models import build_model
+
     features = MfccConfig()
     shape = (features.frames_per_clip, features.n_cepstra)
     rng = np.random.default_rng(seed)
@@ -78,12 +83,7 @@ def write_run(path: Path, *, seed: int = 0, epochs: int = 4) -> Path:
     x_test, y_test = synthetic_features(rng, 200, patterns)
     norm = Normalization.fit(x_train)
     keras.utils.set_random_seed(seed)
-    inp = keras.Input(shape=shape)
-    h = keras.layers.Reshape(shape + (1,))(inp)
-    h = keras.layers.Conv2D(4, (5, 3), strides=(2, 2), padding="same", activation="relu")(h)
-    h = keras.layers.Flatten()(h)
-    out = keras.layers.Dense(len(LABELS), activation="softmax")(h)
-    model = keras.Model(inp, out)
+    model = build_model(MODEL, shape, len(LABELS))  # the training package's registry, dynamic batch
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(norm.apply(x_train), y_train, epochs=epochs, batch_size=32, verbose=0)
@@ -95,7 +95,7 @@ def write_run(path: Path, *, seed: int = 0, epochs: int = 4) -> Path:
     np.savez(path / "arrays" / "test.npz", x=x_test, y=y_test)
     (path / "normalization.json").write_text(json.dumps(to_dict(norm)))
     config = {"data": "synthetic", "labels": LABELS, "keywords": KEYWORDS, "features": to_dict(features),
-              "seed": seed}
+              "model": to_dict(MODEL), "seed": seed}
     (path / "config.json").write_text(json.dumps(config))
     (path / "metrics.json").write_text(json.dumps({}))
     run = {"format_version": 1, "status": "complete", "kws_edge_version": "0.1.0", "git_commit": "test",
@@ -178,9 +178,9 @@ def test_bundle_scores_like_the_report_through_the_runtime(converted, run_dir):
 
 
 def test_analysis_of_the_converted_model_matches_its_shapes(converted):
-    """Conv2D 4 filters 5x3 stride 2 'same' over (49, 10, 1): output (25, 5, 4); dense 500 -> 4."""
+    """Conv2D 4 filters 10x8 stride 2 'same' over (49, 10, 1): output (25, 5, 4); dense 500 -> 4."""
     macs = converted.analysis.macs_by_operator
-    assert macs["CONV_2D"] == 25 * 5 * 4 * (5 * 3 * 1)
+    assert macs["CONV_2D"] == 25 * 5 * 4 * (10 * 8 * 1)
     assert macs["FULLY_CONNECTED"] == (25 * 5 * 4) * 4
     # ops: RESHAPE (490 -> 490 B), CONV_2D (490 -> 500), RESHAPE/Flatten (500 -> 500), FULLY_CONNECTED (500 -> 4),
     # SOFTMAX (4 -> 4); int8, one byte per value: the largest live pair is the flatten's input and output
@@ -213,6 +213,21 @@ def test_on_the_target_cpu_and_latency_are_measured(run_dir, tmp_path):
     assert report.budgets.result("cpu_share").basis == "measured"
     assert report.budgets.result("hop_latency_p99_ms").basis == "measured"
     assert 0 < report.budgets.result("cpu_share").value < 1
+
+
+def test_generic_batch1_clone_keeps_weights_and_outputs(rng):
+    """Runs whose config names no registry architecture get a generic Keras clone with batch size 1."""
+    import keras
+
+    from kws_edge.converters.quantize import batch1_clone
+
+    inp = keras.Input(shape=(49, 10))
+    out = keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(inp))
+    model = keras.Model(inp, out)
+    clone = batch1_clone(model)
+    assert tuple(clone.inputs[0].shape) == (1, 49, 10)
+    x = rng.normal(size=(1, 49, 10)).astype(np.float32)
+    np.testing.assert_allclose(clone.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
 # ---------------------------------------------------------------- failures
