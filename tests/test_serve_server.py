@@ -321,3 +321,23 @@ def test_the_runtime_and_the_cli_do_not_import_the_web_stack():
             "print(heavy)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_requests_for_another_host_name_are_refused(detector, yes_wav):
+    """DNS rebinding: a foreign site's name pointed at 127.0.0.1 must not read the live state."""
+    async def scenario():
+        server = LiveServer(detector, FileSource(yes_wav, SR, speed=0), port=0)
+        url = await server.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url + "api/state", headers={"Host": "evil.example:80"}) as r:
+                    refused = (r.status, await r.text())
+                async with session.get(url + "healthz", headers={"Host": f"localhost:{server.port}"}) as r:
+                    local = r.status
+            return refused, local
+        finally:
+            await server.stop()
+
+    (status, text), local = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert status == 403 and "not 'evil.example'" in text
+    assert local == 200

@@ -8,6 +8,9 @@ An aiohttp application on 127.0.0.1 with four routes:
 ``/api/state``   the same snapshot as JSON (for scripts and checks)
 ``/healthz``     ``ok``
 
+Requests whose ``Host`` is not 127.0.0.1 or localhost are refused (403), so a web site
+cannot read the live state through DNS rebinding.
+
 Each page gets its own bounded queue. A slow page loses its oldest events (counted in
 ``dropped_events``) instead of slowing the detector; a page that goes away is dropped
 without disturbing the others; when the source ends, every page is told and the server
@@ -42,10 +45,18 @@ __all__ = ["LiveServer", "serve", "HOST"]
 HOST = "127.0.0.1"
 
 _CLOSE = object()
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
 
 def _sse(event: Event) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+def _host_name(host_header: str) -> str:
+    """``127.0.0.1:8000`` -> ``127.0.0.1``; ``[::1]:8000`` -> ``[::1]``; ``localhost`` -> ``localhost``."""
+    if host_header.startswith("["):
+        return host_header.split("]", 1)[0] + "]"
+    return host_header.rsplit(":", 1)[0]
 
 
 def page_html() -> bytes:
@@ -167,8 +178,17 @@ class LiveServer:
             self.clients.discard(q)
         return resp
 
+    @web.middleware
+    async def _local_only(self, request: web.Request, handler):
+        # The page is for this machine only. A web site that re-points its own name at 127.0.0.1
+        # (DNS rebinding) reaches the port, but its requests carry its own Host: refuse them.
+        host = _host_name(request.host or "")
+        if host not in _LOCAL_HOSTS:
+            raise web.HTTPForbidden(text=f"kws serve answers requests for 127.0.0.1 or localhost only, not {host!r}\n")
+        return await handler(request)
+
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._local_only])
         app.router.add_get("/", self._index)
         app.router.add_get("/events", self._events)
         app.router.add_get("/api/state", self._state)
