@@ -59,6 +59,8 @@ __all__ = [
     "SnapshotFile",
     "summarize_snapshots",
     "SNAPSHOT_FORMAT_VERSION",
+    "TelemetrySession",
+    "plot_history",
 ]
 
 SNAPSHOT_FORMAT_VERSION = 1
@@ -657,3 +659,65 @@ def _parse_utc(text: Optional[str]) -> float:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
         return 0.0
+
+
+class TelemetrySession:
+    """Telemetry for a live detector: attaches itself, serves metrics and/or writes snapshots.
+
+    For ``kws listen --metrics-port PORT --telemetry FILE.jsonl``::
+
+        with TelemetrySession(detector, metrics_port=9100, jsonl_path="t.jsonl") as tel:
+            for chunk in mic:
+                detector.process(chunk)
+                tel.tick(lost_blocks=mic.stats.dropped_blocks + mic.stats.input_overflows)
+
+    ``tick`` is cheap: it records the source's cumulative lost-block count and
+    writes a snapshot when one is due. ``close`` writes a final snapshot and
+    stops the endpoint.
+    """
+
+    def __init__(self, detector: Any, *, metrics_port: Optional[int] = None, jsonl_path: Optional[str | Path] = None,
+                 interval_s: float = 10.0, host: str = "127.0.0.1",
+                 config: TelemetryConfig = TelemetryConfig()) -> None:
+        self.telemetry = DetectorTelemetry.for_manifest(detector.bundle.manifest, config)
+        self.server: Optional[MetricsServer] = None
+        self.snapshotter: Optional[JsonlSnapshotter] = None
+        try:
+            if metrics_port is not None:
+                self.server = serve_metrics(self.telemetry, metrics_port, host=host)
+            if jsonl_path is not None:
+                self.snapshotter = JsonlSnapshotter(self.telemetry, jsonl_path, interval_s=interval_s)
+        except BaseException:
+            self.close()
+            raise
+        detector.telemetry = self.telemetry
+        self._detector = detector
+
+    def describe(self) -> str:
+        parts = []
+        if self.server is not None:
+            parts.append(f"metrics on {self.server.url}")
+        if self.snapshotter is not None:
+            parts.append(f"telemetry snapshots to {self.snapshotter.path} every {self.snapshotter.interval_s:g} s")
+        return "; ".join(parts)
+
+    def tick(self, *, lost_blocks: Optional[int] = None) -> None:
+        if lost_blocks is not None:
+            with self.telemetry._lock:
+                self.telemetry.overflows = max(self.telemetry.overflows, int(lost_blocks))
+        if self.snapshotter is not None:
+            self.snapshotter.maybe_write()
+
+    def close(self) -> None:
+        if self.snapshotter is not None:
+            self.snapshotter.close()
+            self.snapshotter = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    def __enter__(self) -> "TelemetrySession":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

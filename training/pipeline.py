@@ -174,11 +174,28 @@ def read_ledger(out_dir: str | Path) -> dict[str, Any]:
 
 
 def code_version() -> str:
-    """kws-edge version and git commit of the source tree (``+dirty`` with local changes)."""
-    from .fit import git_commit
+    """kws-edge version and a SHA-256 of the installed source (every ``.py`` and ``.toml`` of the package).
 
-    commit = git_commit()
-    return f"{__version__}+{commit}" if commit else __version__
+    A content hash rather than the git commit: it changes exactly when the
+    code that produces the artifacts changes, also for uncommitted edits and
+    for installs without git. (The git commit is recorded in run.json and the
+    manifests for provenance.)
+    """
+    import kws_edge
+
+    roots = {Path(kws_edge.__file__).resolve().parent}
+    for sub in ("training", "converters", "devices"):
+        try:
+            mod = __import__(f"kws_edge.{sub}", fromlist=["__file__"])
+            roots.add(Path(mod.__file__).resolve().parent)
+        except ImportError:
+            continue
+    h = hashlib.sha256()
+    for root in sorted(roots):
+        for p in sorted(root.rglob("*")):
+            if p.suffix in (".py", ".toml") and p.is_file() and "__pycache__" not in p.parts:
+                h.update(p.relative_to(root.parent).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return f"{__version__}+src.{h.hexdigest()[:16]}"
 
 
 Progress = Callable[[StageEvent], None]
@@ -221,6 +238,7 @@ class _Pipeline:
         if (name not in self.force and entry.get("status") == "done" and entry.get("key") == key and outputs_ok()):
             self.summaries[name] = entry.get("summary", {})
             self.reused[name] = True
+            self.ledger.setdefault("last_run", {}).setdefault("reused", []).append(name)
             self.progress(StageEvent("reused", name, idx, total, "inputs unchanged, outputs reused"))
             return self.summaries[name]
         self.reused[name] = False
@@ -430,6 +448,7 @@ class _Pipeline:
     def run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        self.ledger["last_run"] = {"started_utc": _utc_now(), "reused": []}
         data = self.data()
         self.train(data)
         if self.check_reproducible:
@@ -443,8 +462,8 @@ class _Pipeline:
         if self.mlflow_uri:
             self.track()
         reused = [s for s in self.stages if self.reused.get(s)]
-        self.ledger["last_run"] = {"finished_utc": _utc_now(), "seconds": round(time.perf_counter() - t0, 1),
-                                   "reused": reused}
+        self.ledger["last_run"].update(finished_utc=_utc_now(), seconds=round(time.perf_counter() - t0, 1),
+                                       reused=reused)
         self._save_ledger()
         return {"out_dir": str(self.out), "stages": self.summaries, "seconds": time.perf_counter() - t0,
                 "reused": reused}
@@ -456,7 +475,8 @@ def run_pipeline(out_dir: str | Path, train_config: TrainConfig, pipeline_config
                  force: tuple[str, ...] = (), fail_stage: Optional[str] = None) -> dict[str, Any]:
     """Run (or resume) the whole pipeline into ``out_dir``; returns a summary.
 
-    ``code`` overrides the code version in the stage keys (tests);
+    ``code`` overrides the code version in the stage keys (tests; also the
+    environment variable ``KWS_PIPELINE_CODE_VERSION``);
     ``force`` names stages to redo even when their inputs are unchanged;
     ``fail_stage`` makes that stage fail (to test failure handling; also the
     environment variable ``KWS_PIPELINE_FAIL_STAGE``).
@@ -471,7 +491,8 @@ def run_pipeline(out_dir: str | Path, train_config: TrainConfig, pipeline_config
     if unknown:
         raise ConfigError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     p = _Pipeline(out, train_config, pipeline_config, check_reproducible=check_reproducible, mlflow_uri=mlflow_uri,
-                  progress=progress, code=code or code_version(), force=tuple(force),
+                  progress=progress, code=code or os.environ.get("KWS_PIPELINE_CODE_VERSION") or code_version(),
+                  force=tuple(force),
                   fail_stage=fail_stage or os.environ.get("KWS_PIPELINE_FAIL_STAGE") or None)
     return p.run()
 

@@ -152,7 +152,7 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     stages = c["ledger"].get("stages", {})
     reused = set((c["ledger"].get("last_run") or {}).get("reused", []))
     d.table(["stage", "status", "seconds", "reused", "key"],
-            [[s, e.get("status"), _num(e.get("seconds"), "{:.1f}"), "yes" if s in reused else "no",
+            [[s, "writing this page" if s == "report" and e.get("status") == "running" else e.get("status"), _num(e.get("seconds"), "{:.1f}"), "yes" if s in reused else "no",
               str(e.get("key", ""))[:12]] for s, e in stages.items()])
 
     d.heading("Data")
@@ -194,10 +194,10 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
                f"keywords; a detection within the tolerance window of a keyword is a hit "
                f"(tolerance {streaming.get('tolerance_s', 'n/a')} s).")
         d.table(["threshold", "false-reject rate", "false accepts per hour"],
-                [[_num(p.get("threshold"), "{:.2f}"), _pct(p.get("false_reject_rate")),
+                [[_num(p.get("threshold"), "{:.3g}"), _pct(p.get("false_reject_rate")),
                   _num(p.get("false_accepts_per_hour"), "{:.2f}")] for p in (streaming.get("det_curve") or [])])
         thr = streaming.get("selected_thresholds") or {}
-        d.para("Selected thresholds: " + (", ".join(f"{k} {v:.2f}" for k, v in thr.items()) or "defaults"))
+        d.para("Selected thresholds: " + (", ".join(f"{k} {v:.3g}" for k, v in thr.items()) or "defaults"))
     else:
         d.para("not available")
     d.image(c["images"].get("det_curve"), "DET curve", "det_curve.png")

@@ -1,0 +1,148 @@
+"""Optional experiment tracking with MLflow (the ``mlflow`` extra).
+
+:func:`log_pipeline` logs one pipeline output folder as an MLflow run:
+parameters (the resolved training configuration, flattened; seed, device,
+data and config hashes, code version), metrics (clip metrics of the float
+and int8 models, streaming FRR and FA/h, model size and memory, benchmark
+figures, reproducibility), artifacts (the bundle, the report, the ledger,
+the evaluation) and a registered model version whose source is the logged
+bundle. Works with any tracking URI MLflow accepts (``sqlite:///mlflow.db``,
+``file:///path/mlruns``, ``http://server:5000``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import BackendUnavailableError, KwsError
+
+__all__ = ["log_pipeline", "DEFAULT_EXPERIMENT", "flatten_params"]
+
+DEFAULT_EXPERIMENT = "kws-edge"
+_MAX_PARAM_LEN = 500
+
+
+def _import_mlflow():
+    try:
+        import mlflow  # noqa: F401
+        from mlflow.tracking import MlflowClient  # noqa: F401
+    except ImportError:
+        raise BackendUnavailableError("--mlflow-uri needs MLflow: pip install \"kws-edge[mlflow]\"") from None
+    import mlflow
+
+    return mlflow
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def flatten_params(d: Any, prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"model.width": "64", ...}`` (lists as JSON, long values cut)."""
+    out: dict[str, str] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten_params(v, f"{prefix}{k}."))
+    else:
+        text = json.dumps(d) if isinstance(d, (list, tuple)) else str(d)
+        out[prefix[:-1]] = text[:_MAX_PARAM_LEN]
+    return out
+
+
+def _metric_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in text)
+
+
+def log_pipeline(out_dir: str | Path, tracking_uri: Optional[str], *, experiment: str = DEFAULT_EXPERIMENT,
+                 model_name: Optional[str] = None) -> dict[str, Any]:
+    """Log a finished pipeline folder to MLflow; returns run id, experiment id and model version."""
+    mlflow = _import_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    out = Path(out_dir)
+    manifest = _load(out / "bundle" / "manifest.json")
+    if manifest is None:
+        raise KwsError(f"{out / 'bundle'} has no manifest; run the pipeline up to the bundle stage first")
+    ledger = _load(out / "pipeline.json") or {}
+    run_json = _load(out / "run" / "run.json") or {}
+    config = _load(out / "run" / "config.json") or {}
+    streaming = _load(out / "evaluation" / "streaming.json") or {}
+    bench = (_load(out / "benchmark.json") or {}).get("hop", {})
+    repro = _load(out / "repro" / "reproducibility.json")
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    try:
+        mlflow.set_experiment(experiment)
+    except Exception as exc:  # MLflow raises its own exception types for a bad store
+        raise KwsError(f"cannot use MLflow tracking URI {tracking_uri!r}: {exc}") from None
+
+    params = flatten_params(config)
+    params.update({
+        "pipeline.device": str((ledger.get("pipeline") or {}).get("device", "")),
+        "pipeline.code_version": str(ledger.get("code_version", "")),
+        "data_sha256": str(run_json.get("data_sha256", "")),
+        "config_sha256": str(run_json.get("config_sha256", "")),
+        "git_commit": str(run_json.get("git_commit", "")),
+    })
+    metrics: dict[str, float] = {}
+    for kind in ("float", "int8", "float32"):
+        m = (manifest.get("metrics") or {}).get(kind) or {}
+        if isinstance(m.get("accuracy"), (int, float)):
+            metrics[f"{kind}.test_accuracy"] = float(m["accuracy"])
+        if isinstance(m.get("keyword_false_accept_rate"), (int, float)):
+            metrics[f"{kind}.keyword_false_accept_rate"] = float(m["keyword_false_accept_rate"])
+        for label, r in (m.get("recall") or {}).items():
+            metrics[_metric_name(f"{kind}.recall.{label}")] = float(r)
+    for key in ("false_reject_rate", "false_accepts_per_hour"):
+        if isinstance(streaming.get(key), (int, float)):
+            metrics[f"streaming.{key}"] = float(streaming[key])
+    model = manifest.get("model") or {}
+    for key in ("size_bytes", "peak_activation_bytes", "macs_per_inference"):
+        if isinstance(model.get(key), (int, float)):
+            metrics[f"model.{key}"] = float(model[key])
+    for key in ("cpu_ms_per_audio_s", "hop_latency_median_ms", "hop_latency_p99_ms"):
+        if isinstance(bench.get(key), (int, float)):
+            metrics[f"benchmark.{key}"] = float(bench[key])
+    if repro:
+        metrics["reproducibility.max_weight_abs_diff"] = float(repro.get("max_weight_abs_diff", float("nan")))
+        metrics["reproducibility.reproducible"] = 1.0 if repro.get("reproducible") else 0.0
+    name = model_name or str(manifest.get("name") or "kws-edge")
+
+    with mlflow.start_run(run_name=f"{manifest.get('name')}-{manifest.get('version')}") as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        history = _load(out / "run" / "history.json") or {}
+        for key, values in history.items():
+            if isinstance(values, list):
+                for step, v in enumerate(values):
+                    if isinstance(v, (int, float)):
+                        mlflow.log_metric(_metric_name(f"train.{key}"), float(v), step=step)
+        mlflow.set_tags({"kws_edge.model_sha256": str(model.get("sha256", "")),
+                         "kws_edge.bundle_version": str(manifest.get("version", "")),
+                         "kws_edge.out_dir": str(out.resolve())})
+        mlflow.log_artifacts(str(out / "bundle"), artifact_path="bundle")
+        if (out / "report").is_dir():
+            mlflow.log_artifacts(str(out / "report"), artifact_path="report")
+        if (out / "evaluation").is_dir():
+            mlflow.log_artifacts(str(out / "evaluation"), artifact_path="evaluation")
+        if (out / "pipeline.json").is_file():
+            mlflow.log_artifact(str(out / "pipeline.json"))
+        run_id = run.info.run_id
+        experiment_id = run.info.experiment_id
+        source = f"{run.info.artifact_uri.rstrip('/')}/bundle"
+
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except Exception:  # not registered yet
+        client.create_registered_model(name, description="kws-edge keyword-spotting bundles")
+    version = client.create_model_version(name, source=source, run_id=run_id,
+                                          tags={"model_sha256": str(model.get("sha256", ""))})
+    return {"run_id": run_id, "experiment_id": experiment_id, "model_name": name, "model_version": str(version.version),
+            "tracking_uri": mlflow.get_tracking_uri(), "n_params": len(params), "n_metrics": len(metrics),
+            "headline": f"MLflow run {run_id[:8]}, model {name} version {version.version}"}
