@@ -471,7 +471,10 @@ def _load_profile(device: str | None):
         return None, "no device profiles installed (kws_edge.devices missing)"
     if device:
         return devices.load_profile(device), f"--device {device}"
-    profile = devices.detect_local_profile()
+    try:
+        profile = devices.detect_local_profile()
+    except ConfigError as exc:  # e.g. TOML profiles on Python < 3.11 without tomllib
+        return None, f"device profiles unavailable here ({exc})"
     if profile is None:
         return None, "no shipped profile matches this machine; pass --device"
     return profile, "auto-detected"
