@@ -141,7 +141,10 @@ class LiveServer:
                             headers={"Cache-Control": "no-store"})
 
     async def _state(self, request: web.Request) -> web.Response:
-        return web.json_response({**self.hello(), "counters": {**self.state.counters, **self._extra_counters()}})
+        # fresh counters, not the last pushed ones (the pump's are plain numbers, safe to read here)
+        counters = self._pump.counters() if self._pump is not None else {**self.state.counters,
+                                                                          **self._extra_counters()}
+        return web.json_response({**self.hello(), "counters": counters})
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
