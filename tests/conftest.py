@@ -89,56 +89,58 @@ def write_pcm16(path: Path, samples: np.ndarray, rate_hz: int = 16000) -> Path:
 
 # -- virtual microphone: PulseAudio null sink, its monitor as the default source ---------------
 
-VSINK = "vsink"
+VMIC_SINK = "kws_vmic"
 
 
-def _pactl(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10, check=check)
-
-
-def _pulse_running() -> bool:
-    try:
-        return _pactl("info").returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def _pulse(*args: str, tool: str = "pactl", check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=20, check=check)
 
 
 @pytest.fixture(scope="session")
-def virtual_mic() -> Iterator[str]:
-    """A running PulseAudio with a null sink ``vsink`` whose monitor is the default source.
+def virtual_mic(tmp_path_factory) -> Iterator[str]:
+    """A private PulseAudio daemon with a null sink whose monitor is the default input.
 
-    Whatever ``paplay --device=vsink`` plays comes out of the default input
-    device of PortAudio (ALSA ``default`` -> pulse). Starts PulseAudio if it is
-    not running and stops it afterwards; skips only when the binaries are absent.
+    Whatever ``paplay --device=<sink>`` plays comes out of PortAudio's default
+    input device (ALSA ``default`` -> pulse plugin -> the sink's monitor). The
+    daemon is this test session's own (``PULSE_RUNTIME_PATH`` points at a
+    private folder, inherited by subprocesses), so other PulseAudio users on the
+    machine neither leak into the capture nor stop it. Skips only when the
+    PulseAudio binaries are absent; the daemon is stopped afterwards.
     """
     for tool in ("pulseaudio", "pactl", "paplay"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils)")
-    started = False
-    if not _pulse_running():
-        subprocess.run(
-            ["pulseaudio", "-n", "--daemonize=yes", "--exit-idle-time=-1", "-L", "module-native-protocol-unix",
-             "-L", f"module-null-sink sink_name={VSINK}", "-L", "module-always-sink"],
-            capture_output=True, timeout=20, check=True,
-        )
-        started = True
+    runtime = tmp_path_factory.mktemp("pulse")
+    saved = {k: os.environ.get(k) for k in ("PULSE_RUNTIME_PATH", "PULSE_STATE_PATH", "PULSE_SERVER",
+                                             "PULSE_SOURCE", "PULSE_SINK")}
+    for k in saved:
+        os.environ.pop(k, None)
+    os.environ["PULSE_RUNTIME_PATH"] = str(runtime)
+    os.environ["PULSE_STATE_PATH"] = str(runtime / "state")
+    try:
+        proc = _pulse("-n", "--daemonize=yes", "--exit-idle-time=-1", "-L", "module-native-protocol-unix",
+                      "-L", f"module-null-sink sink_name={VMIC_SINK}", "-L", "module-always-sink",
+                      tool="pulseaudio")
+        if proc.returncode != 0:
+            pytest.fail(f"cannot start pulseaudio: {proc.stderr.strip()}")
         deadline = time.monotonic() + 10
-        while not _pulse_running():
+        while _pulse("info").returncode != 0:
             if time.monotonic() > deadline:
                 pytest.fail("pulseaudio was started but pactl cannot reach it")
             time.sleep(0.1)
-    if VSINK not in _pactl("list", "short", "sinks").stdout:
-        _pactl("load-module", "module-null-sink", f"sink_name={VSINK}", check=True)
-    _pactl("set-default-source", f"{VSINK}.monitor", check=True)
-    if "sounddevice" in sys.modules:  # PortAudio enumerates devices once: refresh after pulse started
-        sd = sys.modules["sounddevice"]
-        sd._terminate()
-        sd._initialize()
-    try:
-        yield VSINK
+        _pulse("set-default-source", f"{VMIC_SINK}.monitor", check=True)
+        if "sounddevice" in sys.modules:  # PortAudio enumerates devices once: refresh now pulse runs
+            sd = sys.modules["sounddevice"]
+            sd._terminate()
+            sd._initialize()
+        yield VMIC_SINK
     finally:
-        if started:
-            subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=20)
+        _pulse("--kill", tool="pulseaudio")
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def kws_subprocess_env() -> dict[str, str]:
