@@ -1,0 +1,111 @@
+"""Streaming evaluation: scoring rules on known detections, threshold selection, stream ground truth,
+and ``kws evaluate --run`` end to end on a tiny synthetic run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _training_data import make_folder
+
+from kws_edge.smoothing import Detection
+from kws_edge.training.config import TrainConfig
+from kws_edge.training.dataset import NoiseBank, index_dataset
+from kws_edge.training.streaming_eval import StreamConfig, build_stream, score_detections, select_thresholds
+
+KW = ("yes", "no")
+EVENTS = [
+    {"label": "yes", "word": "yes", "start_s": 10.0, "end_s": 11.0},
+    {"label": "no", "word": "no", "start_s": 20.0, "end_s": 21.0},
+    {"label": "_unknown_", "word": "go", "start_s": 30.0, "end_s": 31.0},
+    {"label": "yes", "word": "yes", "start_s": 40.0, "end_s": 41.0},
+]
+
+
+def test_scoring_hits_misses_duplicates_and_false_accepts():
+    dets = [
+        Detection("yes", 0.9, 10.8),   # hit
+        Detection("yes", 0.9, 11.4),   # same window again (within 500 ms tolerance): duplicate
+        Detection("yes", 0.9, 20.9),   # wrong keyword on a "no" clip: false accept; "no" is missed
+        Detection("no", 0.9, 30.9),    # on an unknown word: false accept
+        Detection("yes", 0.9, 41.6),   # too late (tolerance ends at 41.5): false accept; clip missed
+    ]
+    s = score_detections(dets, EVENTS, KW, duration_s=3600.0, tolerance_ms=500.0)
+    assert s["n_keywords"] == 3 and s["hits"] == 1 and s["duplicates"] == 1
+    assert s["false_reject_rate"] == pytest.approx(2 / 3)
+    assert s["false_accepts"] == 3 and s["false_accepts_per_hour"] == pytest.approx(3.0)
+    assert s["per_keyword"]["yes"]["false_accepts"] == 2 and s["per_keyword"]["no"]["false_accepts"] == 1
+    assert s["per_keyword"]["yes"]["false_reject_rate"] == pytest.approx(0.5)
+    wider = score_detections(dets, EVENTS, KW, duration_s=3600.0, tolerance_ms=700.0)
+    assert wider["hits"] == 2 and wider["false_accepts"] == 2
+
+
+def test_select_thresholds_per_keyword():
+    points = [
+        {"threshold": t, "per_keyword": {"yes": {"false_accepts_per_hour": fy}, "no": {"false_accepts_per_hour": fn}}}
+        for t, fy, fn in [(0.5, 6.0, 1.0), (0.7, 2.0, 0.4), (0.9, 0.5, 0.0), (0.95, 0.0, 0.0)]
+    ]
+    assert select_thresholds(points, KW, target_fa_per_hour=1.0) == {"yes": 0.9, "no": 0.7}
+    assert select_thresholds(points, KW, target_fa_per_hour=4.0) == {"yes": 0.7, "no": 0.5}
+    assert select_thresholds(points, KW, target_fa_per_hour=0.0)["yes"] == 0.95
+
+
+def test_build_stream_places_clips_at_known_times(tmp_path):
+    root = make_folder(tmp_path / "d", n_speakers=12)
+    cfg = TrainConfig(data=str(root), validation_percentage=25, testing_percentage=25)
+    idx = index_dataset(root, cfg)
+    words = [c for c in idx.split("test") if not c.is_silence]
+    sc = StreamConfig(minutes=1.0, noise_dbfs=(-200.0, -200.0), clip_gain_db=(0.0, 0.0), seed=3)
+    ts = build_stream(root, words, cfg, NoiseBank(root, idx.noise_files, cfg), sc)
+    assert ts.duration_s == pytest.approx(60.0)
+    assert ts.events and any(e["label"] in KW for e in ts.events) and any(e["label"] == "_unknown_" for e in ts.events)
+    starts = [e["start_s"] for e in ts.events]
+    assert starts == sorted(starts)
+    for a, b in zip(ts.events, ts.events[1:]):
+        assert b["start_s"] >= a["end_s"] + sc.gap_s[0] - 1e-6
+    # outside the placed clips the (silent) noise bed is ~zero; inside, the tones are loud
+    e = ts.events[0]
+    mid = int((e["start_s"] + 0.5) * 16000)
+    assert np.abs(ts.samples[mid - 100:mid + 100]).max() > 0.1
+    assert np.abs(ts.samples[: int(e["start_s"] * 16000)]).max() < 1e-3
+    again = build_stream(root, words, cfg, NoiseBank(root, idx.noise_files, cfg), sc)
+    np.testing.assert_array_equal(again.samples, ts.samples)
+
+
+def test_kws_evaluate_on_a_run(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("espeakng_loader")
+    from _training_data import tiny_config
+
+    from kws_edge.cli import main as kws_main
+    from kws_edge.training.fit import train
+
+    monkeypatch.setenv("KWS_EDGE_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(tmp_path / "synthetic")
+    run = train(cfg, tmp_path / "run", workers=1)
+    with pytest.raises(SystemExit) as exc:
+        kws_main(["evaluate", "--data", "synthetic", "--run", str(run.path), "--stream-minutes", "1",
+                  "--target-fa-per-hour", "5", "--json"])
+    assert exc.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    clip = result["clip"]
+    # the float TFLite bundle of the run reproduces the Keras test metrics clip for clip
+    assert clip["confusion_matrix"] == run.metrics()["test"]["confusion_matrix"]
+    s = result["streaming"]
+    assert s["duration_s"] == pytest.approx(60.0) and s["tolerance_ms"] == 500.0
+    assert 0.0 <= s["false_reject_rate"] <= 1.0 and s["false_accepts_per_hour"] >= 0
+    thresholds = [p["threshold"] for p in s["det_curve"]]
+    assert thresholds == sorted(thresholds) and len(thresholds) > 10
+    assert set(s["selected"]["thresholds"]) == {"yes", "no"}
+    out = run.path / "evaluation"
+    assert json.loads((out / "det_curve.json").read_text())["points"] == s["det_curve"]
+    assert (out / "det_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_kws_evaluate_needs_one_source(capsys):
+    from kws_edge.cli import main as kws_main
+
+    with pytest.raises(SystemExit) as exc:
+        kws_main(["evaluate", "--data", "synthetic"])
+    assert exc.value.code == 2 and "exactly one of --bundle DIR or --run RUN_DIR" in capsys.readouterr().err
