@@ -79,7 +79,7 @@ def file_chunks(path: str, sample_rate_hz: int, chunk_ms: float = 100.0) -> Iter
     start = time.monotonic()
     print(f"playing {path} ({len(samples) / sample_rate_hz:.1f} s)", flush=True)
     for i, offset in enumerate(range(0, len(samples), n)):
-        time.sleep(max(0.0, start + i * chunk_ms / 1000 - time.monotonic()))
+        time.sleep(max(0.0, start + (i + 1) * chunk_ms / 1000 - time.monotonic()))  # once "recorded"
         yield samples[offset:offset + n]
     yield np.zeros(sample_rate_hz, np.float32)  # one second of silence lets a word at the very end through
 

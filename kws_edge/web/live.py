@@ -93,7 +93,8 @@ class FileSource:
         n = self.chunk_samples
         for i, offset in enumerate(range(0, len(self.samples), n)):
             if self.speed > 0:
-                due = start + (i * n / self.sample_rate_hz) / self.speed
+                # a microphone hands over a chunk once it has been recorded: at the chunk's end
+                due = start + ((i + 1) * n / self.sample_rate_hz) / self.speed
                 delay = due - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
