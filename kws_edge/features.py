@@ -196,12 +196,18 @@ def _plan(config: MfccConfig) -> _Plan:
 
 def _cepstra(frames: np.ndarray, plan: _Plan) -> np.ndarray:
     """MFCC of pre-emphasised, un-windowed frames [shape=(n, window_samples)]."""
-    from python_speech_features.sigproc import powspec
-
     cfg = plan.config
-    power = powspec(frames * plan.window, cfg.fft_size_samples)  # (n, nfft/2+1), psf's scaling
-    mel = np.log(np.maximum(power @ plan.fbank_t, cfg.energy_floor))
-    feat = (mel @ plan.dct_t) * plan.lifter
+    # psf's powspec, 1/NFFT * |rfft|^2, written out: re^2 + im^2 instead of hypot()^2 (same to ~1 ulp)
+    # and in place, because this runs on every streaming hop.
+    spec = np.fft.rfft(frames * plan.window, cfg.fft_size_samples)  # (n, nfft/2+1)
+    power = spec.real ** 2
+    power += spec.imag ** 2
+    power *= 1.0 / cfg.fft_size_samples
+    mel = power @ plan.fbank_t
+    np.maximum(mel, cfg.energy_floor, out=mel)
+    np.log(mel, out=mel)
+    feat = mel @ plan.dct_t
+    feat *= plan.lifter
     if cfg.append_energy:
         feat[:, 0] = np.log(np.maximum(power.sum(axis=1), cfg.energy_floor))
     return feat.astype(np.float32)
@@ -256,6 +262,9 @@ class StreamingMfcc:
         self.config = config
         self._plan = _plan(config)
         self._empty = np.zeros((0, config.n_cepstra), np.float32)
+        self._window = config.window_samples
+        self._hop = config.hop_samples
+        self._frame_index: dict[int, np.ndarray] = {}  # n_frames -> gather index (hot path: no as_strided)
         self.reset()
 
     def reset(self) -> None:
@@ -276,11 +285,16 @@ class StreamingMfcc:
         self._last_sample = float(x[-1])
         self.n_samples_seen += x.size
         buf = np.concatenate((self._tail, y)) if self._tail.size else y
-        n = n_complete_frames(buf.size, self.config)
+        n = 0 if buf.size < self._window else 1 + (buf.size - self._window) // self._hop
         if n == 0:
             self._tail = buf
             return self._empty
-        out = _cepstra(_frame(buf, n, self.config), self._plan)
-        self._tail = buf[n * self.config.hop_samples:].copy()
+        index = self._frame_index.get(n)
+        if index is None:
+            index = np.arange(n)[:, None] * self._hop + np.arange(self._window)
+            if len(self._frame_index) < 64:
+                self._frame_index[n] = index
+        out = _cepstra(buf[index], self._plan)
+        self._tail = buf[n * self._hop:].copy()
         self.n_frames_emitted += n
         return out

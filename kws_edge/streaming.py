@@ -159,6 +159,20 @@ class StreamingRunner:
         self._idx = (io.frames.index, io.state_in.index, io.probs.index, io.state_out.index)
         self._frames_shape = tuple(io.frames.shape)
         self._probs_q = io.probs
+        q = io.frames
+        if q.quantized:
+            self._q_gain = (self._inv_std / np.float32(q.scale)).astype(np.float32)
+            self._q_offset = (np.float32(q.zero_point) - self._mean * self._q_gain).astype(np.float32)
+            info = np.iinfo(self._frames_dtype)
+            self._q_min, self._q_max = float(info.min), float(info.max)
+        self._probs_lut = None
+        self._probs_dtype = np.dtype(io.probs.dtype)
+        self._no_rows = (np.zeros((0, self.n_labels), np.float32), np.zeros(0, np.int64))
+        if io.probs.quantized and np.dtype(io.probs.dtype).itemsize == 1:
+            codes = np.arange(256, dtype=np.uint8).view(np.dtype(io.probs.dtype)).astype(np.float32)
+            self._probs_lut = (codes - np.float32(io.probs.zero_point)) * np.float32(io.probs.scale)
+        elif io.probs.quantized:
+            raise BundleError(f"streaming model output type {io.probs.dtype} is not supported; use int8 or float32")
         self.gate = gate
         self._gate_c0 = gate_threshold_c0(gate.level_dbfs, features) if gate is not None else math.inf
         silence = m.labels.index("_silence_") if "_silence_" in m.labels else None
@@ -192,15 +206,20 @@ class StreamingRunner:
         self.stats = StreamingStats()
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
-        """Normalise raw MFCC frames and quantise them to the frame input's storage type."""
-        x = (np.asarray(frames, np.float32) - self._mean) * self._inv_std
-        q = self._fq
-        if not q.quantized:
+        """Normalise raw MFCC frames and quantise them to the frame input's storage type.
+
+        ``round((x - mean) / std / scale) + zero_point`` folded into one multiply-add
+        (equal to normalising, then :meth:`Engine.quantize`, up to float rounding).
+        """
+        if not self._fq.quantized:
+            x = (np.asarray(frames, np.float32) - self._mean) * self._inv_std
             return x.astype(self._frames_dtype, copy=False)
-        x = np.rint(x * np.float32(1.0 / q.scale))
-        x += q.zero_point
-        info = np.iinfo(self._frames_dtype)
-        return np.clip(x, info.min, info.max, out=x).astype(self._frames_dtype)
+        x = np.asarray(frames, np.float32) * self._q_gain
+        x += self._q_offset
+        np.rint(x, out=x)
+        np.maximum(x, self._q_min, out=x)  # np.clip, without its Python-level overhead
+        np.minimum(x, self._q_max, out=x)
+        return x.astype(self._frames_dtype)
 
     def _invoke_blocks(self, buf: np.ndarray, n_calls: int, out: np.ndarray | None) -> None:
         interp = self._interp
@@ -223,10 +242,9 @@ class StreamingRunner:
         self.stats.invocations += n_calls
 
     def _dequantize_probs(self, raw: np.ndarray) -> np.ndarray:
-        q = self._probs_q
-        if not q.quantized:
+        if self._probs_lut is None:
             return raw.astype(np.float32, copy=False)
-        return (raw.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
+        return self._probs_lut.take(raw.view(np.uint8))  # one table look-up per value
 
     def process(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed raw MFCC frames ``(n, n_cepstra)``; return the rows that became available.
@@ -252,21 +270,24 @@ class StreamingRunner:
 
     def _run(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ungated: consume whole blocks of pending frames."""
-        pending = np.concatenate((self._pending, q)) if len(self._pending) else q
-        first = self._n_frames - len(self._pending)  # stream index of pending[0]
+        old = self._pending
+        pending = np.concatenate((old, q)) if len(old) else q
+        first = self._n_frames - len(old)  # stream index of pending[0]
         self._n_frames += len(q)
         ctx, block = self.context_frames, self.block_frames
-        n_calls = max(0, (len(pending) - ctx) // block)
-        self._pending = pending[n_calls * block:].copy() if n_calls else pending
-        if n_calls == 0:
-            return np.zeros((0, self.n_labels), np.float32), np.zeros(0, np.int64)
-        raw = np.empty((n_calls * block, self.n_labels), np.dtype(self._probs_q.dtype))
+        n_calls = (len(pending) - ctx) // block
+        if n_calls <= 0:
+            self._pending = pending
+            return self._no_rows
+        self._pending = pending[n_calls * block:]  # a view: `pending` is never written
+        raw = np.empty((n_calls * block, self.n_labels), self._probs_dtype)
         self._invoke_blocks(pending, n_calls, raw)
-        counts = np.arange(first + ctx + 1, first + ctx + 1 + n_calls * block, dtype=np.int64)
-        keep = counts >= self.window_frames
-        self.stats.frames_out += int(keep.sum())
-        if not keep.all():
+        start = first + ctx + 1
+        counts = np.arange(start, start + n_calls * block, dtype=np.int64)
+        if start < self.window_frames:  # warm-up: drop rows whose window is not complete
+            keep = counts >= self.window_frames
             raw, counts = raw[keep], counts[keep]
+        self.stats.frames_out += len(counts)
         return self._dequantize_probs(raw), counts
 
     def _run_gated(self, q: np.ndarray, c0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -367,13 +388,10 @@ def detect_frames(detector: "KeywordDetector", runner: StreamingRunner, audio: n
             posteriors, counts = posteriors[keep], counts[keep]
     if len(counts):
         end_s = ((counts - 1) * detector._hop_samples + detector._window_samples) / detector.sample_rate_hz
-        smoother = detector._smoother
-        for p, t in zip(posteriors, end_s.tolist()):
-            hit = smoother.update(p, t)
-            if hit is not None:
-                detections.append(hit)
-                for cb in detector._callbacks:
-                    cb(hit)
+        detections = detector._smoother.update_many(posteriors, end_s)
+        for hit in detections:
+            for cb in detector._callbacks:
+                cb(hit)
         detector.n_evaluations += len(counts)
         detector.last_posteriors = posteriors[-1]
     if tel is not None:

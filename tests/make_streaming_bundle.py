@@ -28,8 +28,8 @@ sys.path.insert(0, str(HERE))
 import make_tone_bundle as tone  # noqa: E402
 
 OUT_DIR = HERE / "data" / "tone_tcn_bundle"
-#: the small test architecture: 16 channels, 5 blocks, 5 new frames per streaming call
-TEST_TCN = dict(filters=16, first_kernel_frames=5, block_kernel_frames=(3, 3, 3, 3, 3),
+#: the default tcn architecture (64 channels, as trained on real data), 5 blocks, 5 new frames per streaming call
+TEST_TCN = dict(filters=64, first_kernel_frames=5, block_kernel_frames=(3, 3, 3, 3, 3),
                 block_dilations=(1, 2, 4, 4, 4), dropout=0.0, block_frames=5)
 
 

@@ -1,0 +1,246 @@
+"""Streaming inference in the runtime: parity with the window model, chunking, gate, smoothing.
+
+Runs on ``tests/data/tone_tcn_bundle`` (made by tests/make_streaming_bundle.py):
+an int8 window model and its int8 streaming twin, trained on synthetic tones.
+No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kws_edge.bundle import load_bundle
+from kws_edge.detector import KeywordDetector, detect_samples
+from kws_edge.errors import BundleError, ConfigError
+from kws_edge.features import mfcc
+from kws_edge.model import KwsModel
+from kws_edge.smoothing import DetectorConfig, PosteriorSmoother
+from kws_edge.streaming import EnergyGate, StreamingRunner, gate_threshold_c0
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import make_tone_bundle as tone  # noqa: E402
+
+BUNDLE = HERE / "data" / "tone_tcn_bundle"
+WINDOW_ONLY_BUNDLE = HERE / "data" / "tone_bundle"
+#: documented int8 tolerance: streaming int8 vs window int8 probabilities (two separately
+#: calibrated int8 graphs of the same float function; 1/256 is one output step)
+INT8_MAX_ABS = 0.1
+INT8_MEAN_ABS = 0.01
+#: detections of the two paths must match in label and lie within this many seconds
+TOLERANCE_S = 0.1
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_bundle(BUNDLE)
+
+
+@pytest.fixture(scope="module")
+def tone_stream() -> np.ndarray:
+    rng = np.random.default_rng(5)
+    events = [(("yes", "no", "_unknown_")[i % 3], 1.0 + i * 1.7) for i in range(24)]
+    return tone.stream(events, 44.0, rng)
+
+
+def _window_scores(model: KwsModel, feats: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    n = model.window_frames
+    return np.stack([model.scores_features(feats[c - n:c]) for c in counts])
+
+
+def test_streaming_rows_match_window_model(bundle, tone_stream):
+    feats = mfcc(tone_stream, bundle.manifest.features)
+    runner = StreamingRunner(bundle)
+    post, counts = runner.process(feats)
+    model = KwsModel(bundle)
+    # one row per frame from the first complete window on; blocks leave < block_frames waiting
+    assert counts[0] == model.window_frames
+    assert np.array_equal(counts, np.arange(model.window_frames, counts[-1] + 1))
+    assert len(feats) - counts[-1] < runner.block_frames
+    ref = _window_scores(model, feats, counts)
+    agree = float(np.mean(ref.argmax(1) == post.argmax(1)))
+    assert agree >= 0.99, agree
+    diff = np.abs(ref - post)
+    assert diff.max() <= INT8_MAX_ABS and diff.mean() <= INT8_MEAN_ABS, (diff.max(), diff.mean())
+    assert runner.stats.invocations == -(-(counts[-1] - runner.context_frames) // runner.block_frames) or \
+        runner.stats.invocations == (len(feats) - runner.context_frames) // runner.block_frames
+
+
+@pytest.mark.parametrize("frames_per_call", [1, 3, 7, 50])
+def test_runner_is_chunking_invariant(bundle, tone_stream, frames_per_call):
+    feats = mfcc(tone_stream[: 16000 * 8], bundle.manifest.features)
+    runner = StreamingRunner(bundle)
+    whole_post, whole_counts = runner.process(feats)
+    runner.reset()
+    parts = [runner.process(feats[i:i + frames_per_call]) for i in range(0, len(feats), frames_per_call)]
+    post = np.concatenate([p for p, _ in parts])
+    counts = np.concatenate([c for _, c in parts])
+    assert np.array_equal(counts, whole_counts)
+    assert np.array_equal(post, whole_post)
+
+
+def test_reset_restores_the_zero_state(bundle, tone_stream):
+    feats = mfcc(tone_stream[: 16000 * 4], bundle.manifest.features)
+    runner = StreamingRunner(bundle)
+    first, _ = runner.process(feats)
+    runner.reset()
+    again, _ = runner.process(feats)
+    assert np.array_equal(first, again)
+    assert runner.stats.frames_in == len(feats)
+
+
+def _events(dets):
+    return [(d.label, d.time_s) for d in dets]
+
+
+def test_detector_uses_streaming_model_and_finds_the_same_keywords(bundle, tone_stream):
+    window = KeywordDetector(bundle, streaming=False)
+    stream = KeywordDetector(bundle)
+    assert window.streaming is None and stream.streaming is not None
+    a = detect_samples(window, tone_stream)
+    b = detect_samples(stream, tone_stream)
+    assert len(a) >= 12  # the tone model finds its keywords
+    assert len(a) == len(b)
+    for (la, ta), (lb, tb) in zip(_events(a), _events(b)):
+        assert la == lb and abs(ta - tb) <= TOLERANCE_S
+    # evaluation count: one per hop after the first window (minus frames still waiting for a block)
+    assert abs(stream.n_evaluations - window.n_evaluations) < stream.streaming.block_frames
+
+
+@pytest.mark.parametrize("chunk", [1, 160, 1279, 1280, 1600, None])
+def test_streaming_detector_same_events_for_any_chunking(bundle, tone_stream, chunk):
+    audio = tone_stream[: 16000 * 12]
+    det = KeywordDetector(bundle)
+    ref = _events(detect_samples(det, audio, chunk_samples=len(audio)))
+    got = _events(detect_samples(det, audio, chunk_samples=chunk or len(audio)))
+    assert ref and got == ref
+
+
+def test_stride_hops_with_streaming(bundle, tone_stream):
+    audio = tone_stream[: 16000 * 12]
+    win = KeywordDetector(bundle, streaming=False, config=DetectorConfig(stride_hops=2))
+    st = KeywordDetector(bundle, config=DetectorConfig(stride_hops=2))
+    a, b = detect_samples(win, audio), detect_samples(st, audio)
+    assert [d.label for d in a] == [d.label for d in b]
+    assert all(abs(x.time_s - y.time_s) <= TOLERANCE_S for x, y in zip(a, b))
+    assert abs(win.n_evaluations - st.n_evaluations) <= st.streaming.block_frames
+
+
+def test_callbacks_and_posteriors_on_streaming_path(bundle):
+    det = KeywordDetector(bundle)
+    seen = []
+    det.on_detection(seen.append)
+    audio = tone.stream([("yes", 1.2)], 3.0, np.random.default_rng(1))
+    events = detect_samples(det, audio)
+    assert [e.label for e in events] == ["yes"] and seen == events
+    assert det.last_posteriors.shape == (4,) and det.n_evaluations > 0
+
+
+def test_bundle_without_streaming_model(bundle):
+    plain = load_bundle(WINDOW_ONLY_BUNDLE)
+    assert KeywordDetector(plain).streaming is None  # auto: window path
+    with pytest.raises(BundleError, match="no streaming model"):
+        KeywordDetector(plain, streaming=True)
+    with pytest.raises(BundleError, match="no streaming model"):
+        StreamingRunner(plain)
+
+
+# ----------------------------------------------------------------------------- energy gate
+
+def _gapped_stream(rng: np.random.Generator) -> np.ndarray:
+    """Keywords separated by long digital-quiet gaps (quiet noise far below the gate)."""
+    parts = []
+    for label in ("yes", "no", "yes", "no"):
+        sound = tone.stream([(label, 0.5)], 1.5, rng)
+        parts.append(sound)
+        parts.append((1e-5 * rng.standard_normal(16000 * 3)).astype(np.float32))
+    return np.concatenate(parts)
+
+
+def test_gate_skips_quiet_stretches_and_resumes_exactly(bundle):
+    audio = _gapped_stream(np.random.default_rng(2))
+    feats = mfcc(audio, bundle.manifest.features)
+    plain = StreamingRunner(bundle)
+    gated = StreamingRunner(bundle, gate=EnergyGate(level_dbfs=-70.0))
+    p_ref, c_ref = plain.process(feats)
+    parts = [gated.process(feats[i:i + 5]) for i in range(0, len(feats), 5)]
+    p_g = np.concatenate([p for p, _ in parts])
+    c_g = np.concatenate([c for _, c in parts])
+    assert np.array_equal(c_g, c_ref)
+    st = gated.stats
+    assert 0.3 < st.gated_share < 0.8 and st.resyncs >= 3
+    silence = bundle.manifest.labels.index("_silence_")
+    is_gated = np.all(p_g == np.eye(len(bundle.manifest.labels))[silence], axis=1)
+    assert is_gated.sum() == st.gated_frames
+    # every row the model computed is exactly the ungated row (the state was rebuilt from history)
+    assert np.array_equal(p_g[~is_gated], p_ref[~is_gated])
+    # the window model also calls every gated window silence
+    assert np.mean(p_ref[is_gated].argmax(1) == silence) >= 0.99
+    assert st.invocations < plain.stats.invocations
+
+
+def test_gated_detector_finds_the_same_keywords(bundle):
+    audio = _gapped_stream(np.random.default_rng(3))
+    a = detect_samples(KeywordDetector(bundle), audio)
+    b = detect_samples(KeywordDetector(bundle, gate=EnergyGate(level_dbfs=-70.0)), audio)
+    assert [d.label for d in a] == ["yes", "no", "yes", "no"]
+    assert _events(a) == _events(b)
+
+
+def test_gate_level_is_checked_and_follows_features(bundle):
+    with pytest.raises(ConfigError, match="level_dbfs"):
+        EnergyGate(level_dbfs=3.0)
+    fc = bundle.manifest.features
+    assert gate_threshold_c0(-80.0, fc) < gate_threshold_c0(-50.0, fc) < gate_threshold_c0(-20.0, fc)
+
+
+# ----------------------------------------------------------------------------- smoothing in blocks
+
+def test_update_many_equals_update_row_by_row():
+    labels, keywords = ("_silence_", "_unknown_", "yes", "no"), ("yes", "no")
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        cfg = DetectorConfig(min_count=int(rng.integers(1, 4)),
+                             smoothing_window_ms=float(rng.choice([0, 20, 100, 200, 500])),
+                             suppression_ms=float(rng.choice([0, 300, 1000])),
+                             default_threshold=float(rng.uniform(0.3, 0.9)))
+        n = int(rng.integers(50, 300))
+        post = rng.dirichlet([1, 1, 0.3, 0.3], n)
+        for _ in range(3):
+            s = rng.integers(0, n - 20)
+            post[s:s + 15] = [0.0, 0.0, 0.95, 0.05]
+        times = np.arange(n) * 0.02
+        one, many = PosteriorSmoother(labels, keywords, cfg, 0.02), PosteriorSmoother(labels, keywords, cfg, 0.02)
+        a = [d for d in (one.update(p, t) for p, t in zip(post, times)) if d is not None]
+        b, i = [], 0
+        while i < n:
+            k = int(rng.integers(1, 30))
+            b += many.update_many(post[i:i + k], times[i:i + k])
+            i += k
+        assert [(d.label, d.time_s) for d in a] == [(d.label, d.time_s) for d in b], trial
+        assert all(abs(x.score - y.score) < 1e-9 for x, y in zip(a, b))
+        np.testing.assert_allclose(one.last_smoothed, many.last_smoothed, atol=1e-6)
+
+
+def test_streaming_runtime_never_imports_tensorflow():
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["tensorflow"] = None
+        import numpy as np
+        from kws_edge.bundle import load_bundle
+        from kws_edge.detector import KeywordDetector
+        det = KeywordDetector(load_bundle({str(BUNDLE)!r}))
+        assert det.streaming is not None
+        det.process(np.zeros(16000, np.float32))
+        assert "tensorflow" not in [m for m in sys.modules if sys.modules[m] is not None]
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
