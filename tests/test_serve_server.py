@@ -252,6 +252,8 @@ def test_cli_port_in_use_is_one_line_and_exit_2(yes_wav):
     (["--port", "70000"], "error: --port 70000 is out of range"),
     (["--speed", "-1"], "error: --speed -1.0 must be >= 0"),
     (["--bundle", "/no/bundle"], "error: bundle /no/bundle does not exist"),
+    (["--device", "1"], "error: --device applies to --source mic only"),
+    (["--threshold", "2"], "error: threshold for 'yes' is 2.0; it must be in (0, 1]"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(yes_wav, args, message):
     base = {"--bundle": str(TONE_BUNDLE), "--source": str(yes_wav), "--port": "0"}
@@ -261,6 +263,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(yes_wav, args, message):
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), r.stderr
+
+
+def test_cli_microphone_that_does_not_exist_is_one_line_and_exit_2():
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError):
+        pytest.skip("needs sounddevice and PortAudio (the audio extra, libportaudio2)")
+    r = kws("serve", "--bundle", str(TONE_BUNDLE), "--source", "mic", "--device", "no-such-microphone-xyz",
+            "--port", "0")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no input device 'no-such-microphone-xyz'"), r.stderr
 
 
 def test_cli_without_the_serve_extra_names_it(yes_wav):
