@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from .audio import to_float32
-from .errors import ConfigError
+from .errors import AudioFormatError, ConfigError
 
 __all__ = [
     "MS_PER_S",
@@ -240,7 +240,7 @@ def mfcc(signal: np.ndarray, config: MfccConfig = MfccConfig()) -> np.ndarray:
 
     x = to_float32(np.asarray(signal)).astype(np.float64)
     if x.ndim != 1:
-        raise ValueError(f"signal must be 1-D, got shape {x.shape}")
+        raise AudioFormatError(f"signal must be mono (1-D), got shape {x.shape}")
     plan = _plan(config)
     n = n_complete_frames(len(x), config)
     if n == 0:
@@ -275,7 +275,10 @@ class StreamingMfcc:
         self.n_frames_emitted = 0
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
-        x = to_float32(np.asarray(chunk)).astype(np.float64).reshape(-1)
+        chunk = np.asarray(chunk)
+        if chunk.ndim > 1 and chunk.size != max(chunk.shape):  # (n, 2) would interleave channels
+            raise AudioFormatError(f"audio chunk must be mono (1-D), got shape {chunk.shape}")
+        x = to_float32(chunk).astype(np.float64).reshape(-1)
         if x.size == 0:
             return self._empty
         a = self.config.preemphasis

@@ -69,6 +69,17 @@ class KwsModel:
                 f"model output has {int(np.prod(e.output.shape))} values but the manifest lists "
                 f"{len(self.labels)} labels"
             )
+        spec = self.bundle.manifest.model
+        for what, recorded, actual in (("input", spec.input, e.input), ("output", spec.output, e.output)):
+            same_q = recorded.scale == 0 or (
+                abs(recorded.scale - actual.scale) <= 1e-5 * actual.scale and recorded.zero_point == actual.zero_point
+            )
+            if recorded.dtype != actual.dtype or not same_q:
+                raise BundleError(
+                    f"the manifest says the model {what} is {recorded.dtype} (scale {recorded.scale:g}, zero point "
+                    f"{recorded.zero_point}) but the model file has {actual.dtype} (scale {actual.scale:g}, zero "
+                    f"point {actual.zero_point}); the manifest belongs to another model: re-run kws-convert"
+                )
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
         """Normalise and quantise feature frames to the input's storage type."""

@@ -132,3 +132,15 @@ def test_save_refuses_inconsistent_manifest(tmp_path, tone_bundle):
     with pytest.raises(BundleError, match="not among its labels"):
         save_bundle(tmp_path / "b", bad, tone_bundle.model_bytes)
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["model"]["input"].update(dtype="float32", scale=0.0), "model input is float32"),
+    (lambda d: d["model"]["output"].update(zero_point=0), "model output is int8"),
+])
+def test_manifest_tensor_specs_must_match_the_model(tone_bundle_copy, edit, match):
+    from kws_edge.model import KwsModel
+
+    _edit_manifest(tone_bundle_copy, edit)
+    with pytest.raises(BundleError, match=match):
+        KwsModel.load(tone_bundle_copy)

@@ -145,3 +145,13 @@ def test_normalization_fit_apply_and_checks(rng):
         Normalization(mean=(0.0,), std=(1.0, 1.0))
     with pytest.raises(ConfigError, match="> 0"):
         Normalization(mean=(0.0,), std=(0.0,))
+
+
+def test_multichannel_input_is_refused_not_interleaved():
+    from kws_edge.errors import AudioFormatError
+
+    with pytest.raises(AudioFormatError, match="mono"):
+        StreamingMfcc().process(np.zeros((1000, 2), np.float32))
+    with pytest.raises(AudioFormatError, match="mono"):
+        mfcc(np.zeros((1000, 2), np.float32))
+    assert StreamingMfcc().process(np.zeros((1000, 1), np.float32)).shape == (2, 10)
