@@ -142,7 +142,9 @@ class TrainConfig:
     unknown classes of every split as a percentage of that split's keyword
     clips (the TensorFlow speech_commands convention; unknown is capped by
     what the folder holds). ``synthetic_negatives`` adds that many synthetic
-    clips of confusable words to the unknown class of a real dataset.
+    clips of confusable words to the unknown class of a real dataset (training
+    split only). ``exclude_words`` are word folders left out of every split, so
+    a model can be measured on words it never heard (held-out words).
     """
 
     data: str = "synthetic"
@@ -155,6 +157,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 0.003
+    weight_decay: float = 0.0
     seed: int = 1234
     silence_percentage: float = 15.0
     unknown_percentage: float = 150.0
@@ -164,6 +167,7 @@ class TrainConfig:
     silence_zero_share: float = 0.1
     synthetic_negatives: int = 0
     representative_samples: int = 500
+    exclude_words: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if tuple(self.labels[:2]) != (SILENCE_LABEL, UNKNOWN_LABEL):
@@ -175,6 +179,8 @@ class TrainConfig:
             raise ConfigError("at least one keyword is needed")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs={self.epochs} and batch_size={self.batch_size} must be >= 1")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate={self.learning_rate} must be > 0")
         if self.silence_percentage < 0 or self.unknown_percentage < 0:
@@ -188,6 +194,9 @@ class TrainConfig:
             raise ConfigError(f"silence_zero_share={self.silence_zero_share} must be in [0, 1]")
         if self.synthetic_negatives < 0 or self.representative_samples < 1:
             raise ConfigError("synthetic_negatives must be >= 0 and representative_samples >= 1")
+        clash = [w for w in self.exclude_words if w in self.keywords]
+        if clash:
+            raise ConfigError(f"exclude_words contains the keyword {clash[0]!r}; only other words can be held out")
 
     @property
     def is_synthetic(self) -> bool:

@@ -44,6 +44,7 @@ __all__ = [
     "index_dataset",
     "load_clip_audio",
     "NoiseBank",
+    "synthetic_negative_clips",
 ]
 
 SPLITS = ("train", "validation", "test")
@@ -190,7 +191,8 @@ def index_dataset(root: str | Path, config: TrainConfig) -> DatasetIndex:
     if not root.is_dir():
         raise DataError(f"data path {root} is not a folder; pass a Speech Commands-layout folder")
     sr = config.features.sample_rate_hz
-    word_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    word_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+                       and p.name not in config.exclude_words)
     missing = [k for k in config.keywords if not (root / k).is_dir() or not any((root / k).glob("*.wav"))]
     if missing:
         found = ", ".join(p.name for p in word_dirs[:8]) or "no word folders"
@@ -233,6 +235,30 @@ def index_dataset(root: str | Path, config: TrainConfig) -> DatasetIndex:
         n_silence = int(round(config.silence_percentage / 100.0 * len(kw)))
         selected += kw + [unknown[i] for i in pick] + _silence_clips(split, n_silence, noise, config, rng)
     return DatasetIndex(root=root, clips=selected, noise_files=noise, skipped=skipped, labels=tuple(config.labels))
+
+
+def synthetic_negative_clips(folder: Path, config: TrainConfig) -> list[Clip]:
+    """``config.synthetic_negatives`` clips drawn from a synthetic word folder, as training ``_unknown_``.
+
+    Keywords and ``exclude_words`` are never drawn; the draw is seeded by
+    ``config.seed``. Paths are absolute (the folder lives in the cache), so
+    they resolve against any dataset root.
+    """
+    files = [f for d in sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+             if d.name not in config.keywords and d.name not in config.exclude_words for f in sorted(d.glob("*.wav"))]
+    if not files:
+        raise DataError(f"the synthetic word folder {folder} has no usable words; check [synthetic] other_words")
+    rng = np.random.default_rng([config.seed, 11])
+    n = min(config.synthetic_negatives, len(files))
+    out = []
+    for i in sorted(rng.choice(len(files), size=n, replace=False).tolist()):
+        f = files[i]
+        sha, _, reason = _check_file(f, config.features.sample_rate_hz)
+        if reason:
+            continue
+        out.append(Clip(path=str(f.resolve()), label=UNKNOWN_LABEL, speaker="tts-" + speaker_of(f.name), split="train",
+                        word=f.parent.name, sha256=sha))
+    return out
 
 
 def _split_range(split: str, n_samples: int, config: TrainConfig) -> tuple[int, int]:

@@ -105,7 +105,11 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
     model = build_model(config.model, (fc.frames_per_clip, fc.n_cepstra), len(config.labels))
     steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps), alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+    if config.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(schedule)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 
     class _Report(keras.callbacks.Callback):
@@ -150,6 +154,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False, 
     rd.check_run_dir(out_dir, overwrite=overwrite)
     root = resolve_data(config, progress) if config.is_synthetic else Path(config.data).expanduser()
     index = index_dataset(root, config)  # DataError before the run directory is touched
+    negatives = _add_synthetic_negatives(index, config, progress)
     run = rd.prepare_run_dir(out_dir, overwrite=overwrite, run_json=run_info)
     out = run.path
     atomic_write_json(out / rd.CONFIG_JSON, to_dict(config))
@@ -215,14 +220,38 @@ def train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False, 
     plot_confusion_matrix(metrics["test"], out / rd.PLOTS / "confusion_matrix_test.png",
                           title=f"test: accuracy {100 * metrics['test']['accuracy']:.1f}%")
     timings["total_s"] = time.perf_counter() - t_start
-    _write_summary(out, config, index, stats, timings, model, len(x_train))
+    _write_summary(out, config, index, stats, timings, model, len(x_train), negatives)
     run_info.update(status="complete", finished_utc=_utc_now())
     atomic_write_json(out / rd.RUN_JSON, run_info)
     return run
 
 
+def _add_synthetic_negatives(index: DatasetIndex, config: TrainConfig, progress: Progress | None) -> dict[str, Any]:
+    """Mix synthetic confusable words into the training split of a real dataset (``synthetic_negatives``)."""
+    if config.is_synthetic or config.synthetic_negatives == 0:
+        return {"requested": 0, "added": 0}
+    import dataclasses
+    import importlib.util
+
+    if importlib.util.find_spec("espeakng_loader") is None:
+        return {"requested": config.synthetic_negatives, "added": 0,
+                "skipped": "espeakng-loader is not installed (pip install 'kws-edge[tts]')"}
+    from .dataset import synthetic_negative_clips
+    from .synthetic import generate_word_folder
+
+    # every speaker says every other word: generate only as many speakers as the draw needs
+    words = [w for w in config.synthetic.other_words if w not in config.keywords and w not in config.exclude_words]
+    n_speakers = max(3, -(-config.synthetic_negatives // max(1, len(words))))
+    syn = dataclasses.replace(config.synthetic, n_speakers=n_speakers)
+    cb = (lambda d, t: progress("synthesize", d, t)) if progress else None
+    folder = generate_word_folder(syn, seed=config.seed, sample_rate_hz=config.features.sample_rate_hz, progress=cb)
+    clips = synthetic_negative_clips(folder, config)
+    index.clips += clips
+    return {"requested": config.synthetic_negatives, "added": len(clips), "folder": str(folder)}
+
+
 def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: FeatureStats,
-                   timings: dict[str, float], model, n_train_samples: int) -> None:
+                   timings: dict[str, float], model, n_train_samples: int, negatives: dict[str, Any]) -> None:
     import keras
     import tensorflow as tf
 
@@ -230,6 +259,7 @@ def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: F
         "data_root": str(index.root),
         "counts": index.counts(),
         "n_skipped": len(index.skipped),
+        "synthetic_negatives": negatives,
         "n_train_samples": int(n_train_samples),
         "augmented_copies": config.augment.copies,
         "feature_cache": {"clips": stats.n_clips, "hits": stats.cache_hits, "computed": stats.computed},

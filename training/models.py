@@ -133,6 +133,17 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
 }
 
 
+def _tcn(cfg: ModelConfig, input_shape: tuple[int, int], n_classes: int, batch_size: int | None):
+    from .streaming_model import keras_builder  # the streamable TCN (window form); converts to a streaming model
+
+    return keras_builder(cfg, input_shape, n_classes, batch_size)
+
+
+ARCHITECTURES["tcn"] = ArchitectureSpec(
+    "tcn", _tcn, ModelConfig("tcn", width=32, depth=5, dropout=0.1),
+    "streamable temporal convolution network (causal depthwise-separable, cepstra as channels)")
+
+
 def _spec(cfg: ModelConfig) -> ArchitectureSpec:
     try:
         return ARCHITECTURES[cfg.architecture]
