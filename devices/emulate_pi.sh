@@ -71,6 +71,11 @@ main() {
         for (( i=${#MOUNTS[@]}-1; i>=0; i-- )); do
             mountpoint -q "${MOUNTS[$i]}" 2>/dev/null && { umount "${MOUNTS[$i]}" 2>/dev/null || umount -l "${MOUNTS[$i]}"; }
         done
+        # and anything a failed debootstrap left mounted in its target (deepest first)
+        if [ -n "$ROOTFS" ]; then
+            awk -v a="$ROOTFS/" -v b="$ROOTFS.partial/" 'index($2, a) == 1 || index($2, b) == 1 {print $2}' /proc/mounts \
+                | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+        fi
         [ -n "$WORK" ] && rm -rf "$WORK"
         [ -n "$ROOTFS" ] && rm -rf "$ROOTFS/tmp/kws-check" 2>/dev/null
         exit $rc

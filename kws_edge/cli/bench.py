@@ -47,8 +47,10 @@ def bench(bundle_dir: Path | None, device: str | None, seconds: float, realtime:
             ("bundle", f"{report['bundle_name']} ({report['bundle']})"),
             ("machine", f"{mach.get('board') or mach.get('cpu', '?')}, {mach['machine']}, "
                         f"Python {mach['python']}, {report['backend']}"),
-            ("audio", f"{report['seconds']:g} s, " + ("paced at real time" if report["realtime_paced"]
-                                                     else "as fast as possible")),
+            ("audio", f"{report['seconds']:g} s, " + (
+                ("paced at real time" + ("" if report["kept_up_with_real_time"] else
+                                         f" (FELL BEHIND: took {report['wall_s']:.1f} s)"))
+                if report["realtime_paced"] else "as fast as possible")),
             ("CPU share of one core", f"{report['cpu_share'] * 100:.2f}%"),
             ("real-time factor", f"{report['real_time_factor']:.4f} ({report['cpu_ms_per_audio_s']:.2f} ms CPU "
                                  "per s of audio)"),
