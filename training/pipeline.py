@@ -241,10 +241,12 @@ class _Pipeline:
             self.ledger.setdefault("last_run", {}).setdefault("reused", []).append(name)
             self.progress(StageEvent("reused", name, idx, total, "inputs unchanged, outputs reused"))
             return self.summaries[name]
+        reason = _why_not_reused(name in self.force, entry, key, inputs, self.code, outputs_ok)
         self.reused[name] = False
-        self.progress(StageEvent("start", name, idx, total))
+        self.progress(StageEvent("start", name, idx, total, reason))
         started = time.perf_counter()
-        self.ledger["stages"][name] = {"status": "running", "key": key, "inputs": inputs, "started_utc": _utc_now()}
+        self.ledger["stages"][name] = {"status": "running", "key": key, "inputs": inputs, "code": self.code,
+                                       "reason": reason, "started_utc": _utc_now()}
         # later stages depend on this one: their entries become stale automatically through their keys
         self._save_ledger()
 
@@ -498,6 +500,25 @@ def run_pipeline(out_dir: str | Path, train_config: TrainConfig, pipeline_config
 
 
 # ---------------------------------------------------------------------- helpers
+def _why_not_reused(forced: bool, entry: dict[str, Any], key: str, inputs: dict[str, Any], code: str,
+                    outputs_ok: Callable[[], bool]) -> str:
+    if forced:
+        return "forced"
+    if not entry:
+        return "first run"
+    if entry.get("status") != "done":
+        return f"previous attempt {entry.get('status', 'unknown')}"
+    if entry.get("key") != key:
+        old = entry.get("inputs") or {}
+        changed = sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))
+        if entry.get("code") not in (None, code):
+            changed.append("code version")
+        return "inputs changed: " + (", ".join(changed) or "code version")
+    if not outputs_ok():
+        return "outputs missing or damaged"
+    return "rerun"
+
+
 def _short(summary: dict[str, Any]) -> str:
     if not isinstance(summary, dict):
         return ""

@@ -48,7 +48,7 @@ class _StageDisplay:
             return
         self._clear()
         if e.kind == "start":
-            click.echo(f"{tag} running ...", err=True)
+            click.echo(f"{tag} running" + (f" ({e.message})" if e.message else "") + " ...", err=True)
         elif e.kind == "reused":
             click.echo(f"{tag} reused (inputs unchanged)", err=True)
         elif e.kind == "done":

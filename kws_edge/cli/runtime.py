@@ -143,8 +143,16 @@ def classify(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, re
 @click.option("--device", default=None, help="input device index or name (list them: python -m sounddevice)")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="stop after this much audio (default: until Ctrl-C)")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="serve telemetry as Prometheus metrics on http://127.0.0.1:PORT/metrics (monitor extra)")
+@click.option("--telemetry", "telemetry_path", type=click.Path(path_type=Path), default=None,
+              help="append a telemetry snapshot (JSON line) to this file every --telemetry-interval seconds")
+@click.option("--telemetry-interval", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="seconds between telemetry snapshots")
 @_json
-def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, as_json: bool) -> None:
+def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, as_json: bool,
+           metrics_port: int | None = None, telemetry_path: Path | None = None,
+           telemetry_interval: float = 10.0) -> None:
     """Live detections from the microphone; Ctrl-C ends cleanly.
 
     Needs the audio extra: pip install "kws-edge[audio]" (and libportaudio2).
@@ -159,6 +167,13 @@ def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, a
     reported_loss = (0, 0)
     mic = MicrophoneSource(sample_rate_hz=rate, block_samples=rate // 10, device=device)
     interrupted = False
+    session = None
+    if metrics_port is not None or telemetry_path is not None:
+        from ..telemetry import TelemetrySession
+
+        session = TelemetrySession(detector, metrics_port=metrics_port, jsonl_path=telemetry_path,
+                                   interval_s=telemetry_interval)
+        click.echo(session.describe(), err=True)
     try:
         with mic:
             click.echo(f"listening on {mic.device_name or 'the default input'} at {rate} Hz "
@@ -175,6 +190,8 @@ def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, a
                         click.echo(f"{d.time_s:8.2f} s  {d.label:<10} {d.score:.2f}")
                     sys.stdout.flush()
                 loss = (mic.stats.dropped_blocks, mic.stats.input_overflows)
+                if session is not None:
+                    session.tick(lost_blocks=loss[0] + loss[1])
                 if loss != reported_loss:
                     reported_loss = loss
                     click.echo(f"warning: lost audio so far: {loss[0]} blocks dropped (too slow), "
@@ -183,6 +200,9 @@ def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, a
                     break
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if session is not None:
+            session.close()
     click.echo(
         f"{'interrupted; ' if interrupted else ''}listened {detector.time_s:.1f} s: {n_detections} detections; "
         f"capture: {mic.stats.summary()}",

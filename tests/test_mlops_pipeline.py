@@ -1,0 +1,150 @@
+"""``kws pipeline`` on a tiny synthetic config: Ctrl-C, a failing stage, resume with reuse, reproducibility.
+
+The whole sequence trains a tiny model three times (~1-3 min on 2 cores), so it is marked slow.
+The fast tests check the configuration file handling and the ledger without training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tensorflow", reason="the pipeline needs the train extra")
+pytest.importorskip("espeakng_loader", reason="the synthetic data needs the tts extra")
+
+TINY = """
+epochs = 2
+batch_size = 32
+representative_samples = 50
+[model]
+architecture = "ds_cnn"
+width = 16
+depth = 1
+[augment]
+copies = 0
+[synthetic]
+n_speakers = 24
+keyword_repeats = 2
+other_words_per_speaker = 4
+noise_seconds = 6
+[pipeline]
+stream_minutes = 0.5
+benchmark_seconds = 3
+sample_words = ["yes", "no"]
+"""
+
+KWS = [sys.executable, "-c", "import sys; from kws_edge.cli import main; sys.argv[0] = 'kws'; main()"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    # a fixed code version: other edits in the source tree must not invalidate stages mid-test
+    return {**os.environ, "KWS_PIPELINE_CODE_VERSION": "test", "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def _ledger(out: Path) -> dict:
+    return json.loads((out / "pipeline.json").read_text())
+
+
+def _status(out: Path) -> dict[str, str]:
+    return {k: v.get("status") for k, v in _ledger(out)["stages"].items()}
+
+
+def test_config_file_with_pipeline_table(tmp_path):
+    from kws_edge.errors import ConfigError
+    from kws_edge.training.pipeline import load_pipeline_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    train, pipe = load_pipeline_config(cfg, data="synthetic", device="raspberry-pi-5")
+    assert train.epochs == 2 and train.model.width == 16 and train.data == "synthetic"
+    assert pipe.device == "raspberry-pi-5" and pipe.sample_words == ("yes", "no")
+    cfg.write_text(TINY.replace("benchmark_seconds = 3", "benchmark_secs = 3"))
+    with pytest.raises(ConfigError, match="benchmark_secs"):
+        load_pipeline_config(cfg)
+    with pytest.raises(ConfigError, match="no such folder"):
+        load_pipeline_config(None, data=str(tmp_path / "nope"))
+
+
+def test_unknown_data_folder_is_one_line(tmp_path):
+    proc = subprocess.run([*KWS, "pipeline", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --data")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_interrupt_fail_resume_reuse_and_reproducibility(tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    out = tmp_path / "out"
+    args = [*KWS, "pipeline", "--config", str(cfg), "--out", str(out)]
+
+    # 1. Ctrl-C during training: exit 130, the stage is marked interrupted, nothing half-written is reused
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if (out / "pipeline.json").exists() and _status(out).get("train") == "running" and (out / "run").exists():
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    st = _status(out)
+    assert st["data"] == "done" and st["train"] == "interrupted"
+
+    # 2. a failing stage: one line, exit 1, earlier outputs kept
+    proc = subprocess.run(args, capture_output=True, text=True, env=_env(KWS_PIPELINE_FAIL_STAGE="evaluate"),
+                          timeout=900)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stage 'evaluate' failed:") and "Traceback" not in proc.stderr
+    assert "[1/8] data            reused (inputs unchanged)" in proc.stderr
+    st = _status(out)
+    assert [st[s] for s in ("data", "train", "convert", "budget", "evaluate")] == ["done"] * 4 + ["failed"]
+    assert json.loads((out / "run" / "run.json").read_text())["status"] == "complete"
+    assert (out / "convert" / "bundle" / "model.tflite").exists()
+
+    # 3. resume with --check-reproducible: finished stages reused, the rest run, training twice compares equal
+    proc = subprocess.run([*args, "--check-reproducible"], capture_output=True, text=True, env=_env(), timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    for s in ("data", "train", "convert", "budget"):
+        assert f"{s:<15} reused (inputs unchanged)" in proc.stderr
+    for s in ("reproducibility", "evaluate", "benchmark", "bundle", "report"):
+        assert f"{s:<15} done in" in proc.stderr
+    repro = json.loads((out / "repro" / "reproducibility.json").read_text())
+    assert repro["reproducible"] is True and repro["max_weight_abs_diff"] <= repro["weight_tolerance"]
+    assert "reproducible: max weight diff" in proc.stdout
+    from kws_edge.bundle import load_bundle
+
+    manifest = load_bundle(out / "bundle").manifest
+    assert "streaming" in manifest.metrics and "benchmark" in manifest.metrics
+    assert (out / "sample.wav").exists() and (out / "report" / "report.html").exists()
+    html = (out / "report" / "report.html").read_text()
+    acc = manifest.metrics["int8"]["accuracy"]
+    assert f"{100 * acc:.2f}%" in html
+
+    # 4. nothing changed: everything reused, quickly
+    t0 = time.monotonic()
+    proc = subprocess.run([*args, "--json", "-q"], capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    why = {k: v.get("reason") for k, v in _ledger(out)["stages"].items()}
+    assert summary["reused"] == ["data", "train", "convert", "budget", "evaluate", "benchmark", "bundle", "report"], why
+
+    # 5. a pipeline setting changed: only the stages that depend on it run again
+    cfg.write_text(TINY.replace('sample_words = ["yes", "no"]', 'sample_words = ["no", "yes", "no"]'))
+    proc = subprocess.run([*args, "--json", "-q"], capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["reused"] == ["data", "train", "convert", "budget", "evaluate", "benchmark"]
+    assert time.monotonic() - t0 < 600
