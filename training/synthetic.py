@@ -43,7 +43,7 @@ __all__ = [
     "generate_word_folder",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: eSpeak re-seeded per utterance (bit-reproducible)
 BASE_VOICES = ("en-US", "en", "en-GB-scotland", "en-GB-x-rp", "en-GB-x-gbclan", "en-GB-x-gbcwmd", "en-US-nyc",
                "en-029")
 _ESPEAK_RATE, _ESPEAK_PITCH, _ESPEAK_RANGE = 1, 3, 4
@@ -88,6 +88,9 @@ class _Espeak:
         self._callback = _CALLBACK(collect)  # keep a reference: the library calls it later
         lib.espeak_SetSynthCallback(self._callback)
         self.lib = lib
+        self._set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if self._set_seed is not None:
+            self._set_seed.argtypes = [ctypes.c_long]
 
     @classmethod
     def get(cls) -> "_Espeak":
@@ -95,12 +98,17 @@ class _Espeak:
             cls._instance = cls()
         return cls._instance
 
-    def synth(self, text: str, voice: str, pitch: int, rate_wpm: int, pitch_range: int) -> np.ndarray:
+    def synth(self, text: str, voice: str, pitch: int, rate_wpm: int, pitch_range: int, seed: int = 0) -> np.ndarray:
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise DataError(f"eSpeak NG has no voice {voice!r}; voices are case-sensitive, e.g. en-US+Alicia")
         self.lib.espeak_SetParameter(_ESPEAK_RATE, int(rate_wpm), 0)
         self.lib.espeak_SetParameter(_ESPEAK_PITCH, int(pitch), 0)
         self.lib.espeak_SetParameter(_ESPEAK_RANGE, int(pitch_range), 0)
+        # eSpeak NG draws random numbers while synthesising (pitch jitter, noise sources); without
+        # re-seeding right before each utterance the same call gives a different waveform every
+        # time (measured: waveform correlation ~0.5 between two identical calls).
+        if self._set_seed is not None:
+            self._set_seed(int(seed) & 0x7FFFFFFF)
         self._chunks = []
         data = text.encode("utf-8") + b"\0"
         self.lib.espeak_Synth(data, len(data), 0, 0, 0, _CHARS_UTF8, None, None)
@@ -122,10 +130,15 @@ def _trim(x: np.ndarray, threshold: float = 0.01) -> np.ndarray:
 
 
 def synthesize_word(word: str, *, voice: str = "en-US", pitch: int = 50, rate_wpm: int = 160, pitch_range: int = 50,
-                    sample_rate_hz: int = 16000, trim: bool = True) -> np.ndarray:
-    """Speak ``word`` (or any short text): float32 mono at ``sample_rate_hz``, peak-normalised to 0.5."""
+                    sample_rate_hz: int = 16000, trim: bool = True, seed: int = 0) -> np.ndarray:
+    """Speak ``word`` (or any short text): float32 mono at ``sample_rate_hz``, peak-normalised to 0.5.
+
+    ``seed`` is eSpeak's own random seed. eSpeak keeps state across utterances, so the same
+    arguments give the same samples only for the same sequence of calls in a fresh process
+    (which is how :func:`generate_synthetic_dataset` makes its files).
+    """
     engine = _Espeak.get()
-    raw = engine.synth(word, voice, pitch, rate_wpm, pitch_range).astype(np.float32) / 32768.0
+    raw = engine.synth(word, voice, pitch, rate_wpm, pitch_range, seed).astype(np.float32) / 32768.0
     audio = resample(raw, engine.sample_rate_hz, sample_rate_hz)
     if trim:
         audio = _trim(audio)
@@ -154,7 +167,7 @@ def make_noise(kind: str, n_samples: int, rng: np.random.Generator, *, sample_ra
                 w = babble_words[int(rng.integers(len(babble_words)))]
                 a = synthesize_word(w, voice=voices[int(rng.integers(len(voices)))],
                                     pitch=int(rng.integers(20, 80)), rate_wpm=int(rng.integers(140, 220)),
-                                    sample_rate_hz=sample_rate_hz)
+                                    sample_rate_hz=sample_rate_hz, seed=int(rng.integers(2**31)))
                 end = min(n_samples, pos + len(a))
                 x[pos:end] += a[:end - pos]
                 pos = end + int(rng.integers(0, sample_rate_hz // 5))
@@ -230,9 +243,60 @@ def _generate(config: SyntheticConfig, *, seed: int, keywords: tuple[str, ...], 
         if done.is_file():
             return out
         with atomic_directory(out, overwrite=True) as tmp:
-            _write_set(tmp, config, seed=seed, keywords=keywords, sample_rate_hz=sample_rate_hz, progress=progress,
-                       words_only=words_only)
+            _write_set_in_fresh_process(tmp, config, seed=seed, keywords=keywords, sample_rate_hz=sample_rate_hz,
+                                        progress=progress, words_only=words_only)
     return out
+
+
+def _child(queue, folder: str, config: SyntheticConfig, seed: int, keywords: tuple[str, ...], sample_rate_hz: int,
+           words_only: bool) -> None:
+    try:
+        _write_set(Path(folder), config, seed=seed, keywords=keywords, sample_rate_hz=sample_rate_hz,
+                   progress=lambda d, t: queue.put(("progress", d, t)), words_only=words_only)
+        queue.put(("done", 0, 0))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        queue.put(("error", f"{type(exc).__name__}: {exc}", exc.__class__.__module__ + "." + type(exc).__name__))
+
+
+def _write_set_in_fresh_process(folder: Path, config: SyntheticConfig, *, seed: int, keywords: tuple[str, ...],
+                                sample_rate_hz: int, progress: Callable[[int, int], None] | None,
+                                words_only: bool) -> None:
+    """Generate in a newly spawned process.
+
+    eSpeak NG keeps state across utterances (even with its random seed reset
+    before each one, the same call twice in one process differs), so a set is
+    only reproducible when it is made from a fresh library state: a fresh
+    process with the same call sequence gives bit-identical files.
+    """
+    import multiprocessing
+    import queue as queue_mod
+
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(q, str(folder), config, seed, keywords, sample_rate_hz, words_only),
+                       daemon=True)
+    proc.start()
+    try:
+        while True:
+            try:
+                kind, a, b = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                if not proc.is_alive():
+                    raise DataError(f"synthetic data generation stopped unexpectedly (exit code {proc.exitcode})")
+                continue
+            if kind == "progress" and progress:
+                progress(a, b)
+            elif kind == "done":
+                break
+            elif kind == "error":
+                if b.endswith("BackendUnavailableError"):
+                    raise BackendUnavailableError(a.split(": ", 1)[-1])
+                raise DataError(f"synthetic data generation failed: {a}")
+        proc.join(timeout=30)
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
 
 
 def _write_set(folder: Path, config: SyntheticConfig, *, seed: int, keywords: tuple[str, ...], sample_rate_hz: int,
@@ -255,7 +319,7 @@ def _write_set(folder: Path, config: SyntheticConfig, *, seed: int, keywords: tu
     for i, (speaker, voice, word) in enumerate(jobs):
         audio = synthesize_word(word, voice=voice, pitch=int(rng.integers(lo_p, hi_p + 1)),
                                 rate_wpm=int(rng.integers(lo_s, hi_s + 1)), pitch_range=int(rng.integers(20, 90)),
-                                sample_rate_hz=sample_rate_hz)
+                                sample_rate_hz=sample_rate_hz, seed=int(rng.integers(2**31)))
         clip = _place(audio, n_clip, rng, float(rng.uniform(lo_l, hi_l)))
         n = counters.get((word, speaker), 0)
         counters[(word, speaker)] = n + 1
@@ -291,7 +355,7 @@ def sample_recording(words: list[str], *, seed: int = 0, gap_s: tuple[float, flo
     pieces.append(np.zeros(pos, np.float32))
     for w in words:
         a = synthesize_word(w, voice=voice, pitch=int(rng.integers(35, 65)), rate_wpm=int(rng.integers(140, 180)),
-                            sample_rate_hz=sample_rate_hz) * 0.6
+                            sample_rate_hz=sample_rate_hz, seed=int(rng.integers(2**31))) * 0.6
         events.append({"word": w, "start_s": pos / sample_rate_hz, "end_s": (pos + len(a)) / sample_rate_hz})
         gap = int(rng.uniform(*gap_s) * sample_rate_hz)
         pieces += [a, np.zeros(gap, np.float32)]
