@@ -1,8 +1,11 @@
 """Turning per-hop class posteriors into detection events.
 
 Pure decision logic, no audio and no model: the averaging window, a
-per-keyword threshold, a minimum number of consecutive hops above it, and
-suppression after a hit (in the spirit of TensorFlow's ``RecognizeCommands``
+per-keyword threshold, a minimum number of consecutive hops above it,
+suppression of every keyword for ``suppression_ms`` after a hit, and re-arming:
+a keyword that fired cannot fire again until its smoothed score has dropped
+below its threshold (a window model still sees the tail of a word one clip
+after it first fired; without re-arming that tail fires a second event) (in the spirit of TensorFlow's ``RecognizeCommands``
 and the cooldowns of openWakeWord/microWakeWord). Times are counted in stream
 samples, so the result does not depend on wall clock or chunk sizes.
 """
@@ -105,6 +108,7 @@ class PosteriorSmoother:
         self._sum = np.zeros(len(self.keywords), np.float64)
         self._run_length = np.zeros(len(self.keywords), np.int64)
         self._suppressed_until_s = -np.inf
+        self._armed = np.ones(len(self.keywords), bool)
         self.last_smoothed = np.zeros(len(self.keywords), np.float32)
 
     def update(self, posteriors: np.ndarray, time_s: float) -> Detection | None:
@@ -118,14 +122,16 @@ class PosteriorSmoother:
         self.last_smoothed = smoothed.astype(np.float32)
         above = smoothed >= self._kw_thresholds
         self._run_length = np.where(above, self._run_length + 1, 0)
+        self._armed |= ~above  # a keyword re-arms once its smoothed score has dropped below threshold
         if time_s < self._suppressed_until_s:
             return None
-        ready = self._run_length >= self.config.min_count
+        ready = (self._run_length >= self.config.min_count) & self._armed
         if not ready.any():
             return None
         best = int(np.argmax(np.where(ready, smoothed, -1.0)))
         self._suppressed_until_s = time_s + self.config.suppression_ms / 1000.0
         self._run_length[:] = 0
+        self._armed[best] = False
         return Detection(label=self.keywords[best], score=float(smoothed[best]), time_s=float(time_s))
 
     def update_many(self, posteriors: np.ndarray, times_s: np.ndarray) -> list[Detection]:
@@ -155,6 +161,7 @@ class PosteriorSmoother:
                     self._sum = self._sum + total - np.add.reduce([history[i] for i in range(n)])
                 history.extend(kw[-window:])
                 self._run_length[:] = 0
+                self._armed[:] = True  # every row was below threshold: re-armed, as update() would
                 self.last_smoothed = (self._sum / window).astype(np.float32)
                 return []
             # exact check: the smoothed score of every row of the block, from cumulative sums
@@ -165,6 +172,7 @@ class PosteriorSmoother:
                 history.extend(kw[-window:])
                 self._sum = csum[-1] - csum[n - 1]
                 self._run_length[:] = 0
+                self._armed[:] = True
                 self.last_smoothed = smoothed[-1].astype(np.float32)
                 return []
         found = []

@@ -143,9 +143,21 @@ def test_classify_clips(tone_bundle, tone_bundle_path):
 def test_smoother_rules():
     cfg = DetectorConfig(smoothing_window_ms=0, default_threshold=0.5, min_count=2, suppression_ms=100)
     sm = PosteriorSmoother(("_silence_", "yes"), ("yes",), cfg, hop_s=0.02)
-    hits = [sm.update(np.array([1 - p, p]), t * 0.02) for t, p in enumerate([0.9, 0.2, 0.9, 0.9, 0.9, 0.9,
-                                                                             0.9, 0.9, 0.9, 0.9])]
-    # needs two consecutive hops; then nothing for 100 ms (5 hops); the run kept counting, so it fires again
-    assert [i for i, h in enumerate(hits) if h] == [3, 8]
+    scores = [0.9, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9]
+    hits = [sm.update(np.array([1 - p, p]), t * 0.02) for t, p in enumerate(scores)]
+    # 3: two consecutive hops reached; 4-9: the same run, not re-armed; 10: dip re-arms; 12: fires;
+    # 13: dip re-arms; 14-16: run, but within 100 ms of the hit at 0.24 s; 17 (0.34 s): fires
+    assert [i for i, h in enumerate(hits) if h] == [3, 12, 17]
+    sm.reset()
+    assert sm.update(np.array([0.1, 0.9]), 0.0) is None and sm.update(np.array([0.1, 0.9]), 0.02) is not None
     with pytest.raises(ConfigError, match="not one of the model's labels"):
         PosteriorSmoother(("a",), ("yes",), cfg, hop_s=0.02)
+
+
+def test_one_event_per_pattern_over_a_minute(detector):
+    # regression: the tail of a pattern still in the window one suppression period after the first
+    # event used to fire a second event; re-arming (score must drop below threshold) prevents it
+    audio = tones.stream([("yes", t) for t in range(1, 60, 5)], 60.0, np.random.default_rng(0))
+    found = detect_samples(detector, audio)
+    assert [d.label for d in found] == ["yes"] * 12
+    assert all(1 + 5 * i < d.time_s < 1 + 5 * i + 1.3 for i, d in enumerate(found))
