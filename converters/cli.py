@@ -42,9 +42,12 @@ def _device_help() -> str:
 @click.option("--measure/--no-measure", default=None,
               help="measure CPU share and hop latency here (default: only when this machine is the device)")
 @click.option("--json", "as_json", is_flag=True, help="print the conversion report as JSON on stdout")
+@click.option("--streaming", is_flag=True,
+              help="also write the streaming (stateful) form of a 'tcn' model into the bundle; the detector uses it")
 @click.version_option(package_name="kws-edge")
 def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, representative_n: int, max_drop: float,
-                    allow_over_budget: bool, overwrite: bool, measure: bool | None, as_json: bool) -> None:
+                    allow_over_budget: bool, overwrite: bool, measure: bool | None, as_json: bool,
+                    streaming: bool = False) -> None:
     """Quantise a kws-train run and write a bundle checked against a device's budgets."""
     from .convert import convert_run
 
@@ -59,6 +62,10 @@ def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, repr
         if report_table is not None:
             click.echo(report_table.table(), err=True)
         raise
+    if streaming:  # issue 8: the stateful twin of the window model, added to the bundle just written
+        from .streaming import StreamingConversionConfig, add_streaming_to_bundle
+
+        add_streaming_to_bundle(run_dir, report.bundle_dir, config=StreamingConversionConfig(quantize=quantize))
     if as_json:
         import json
 

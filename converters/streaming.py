@@ -324,7 +324,8 @@ def add_streaming_to_bundle(run_dir: str | Path, bundle_dir: str | Path, *,
         if not (run / name).exists():
             raise ConversionError(f"run directory {run} has no {name}; is it a complete kws-train run?")
     model = keras.models.load_model(run / "model.keras", compile=False)
-    norm = Normalization(**{k: tuple(v) for k, v in json.loads((run / "normalization.json").read_text()).items()})
+    stats = json.loads((run / "normalization.json").read_text())
+    norm = Normalization(mean=tuple(stats["mean"]), std=tuple(stats["std"]))
     with np.load(run / "arrays/representative.npz") as data:
         x = data["x"]
     conversion = convert_streaming(model, norm.apply(x), config)
