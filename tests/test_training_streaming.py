@@ -101,6 +101,13 @@ def test_kws_evaluate_on_a_run(tmp_path, monkeypatch, capsys):
     out = run.path / "evaluation"
     assert json.loads((out / "det_curve.json").read_text())["points"] == s["det_curve"]
     assert (out / "det_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # the same through a bundle (the float bundle of the run, as kws-convert would write one)
+    from kws_edge.training.evaluate import evaluate, float_bundle_from_run
+
+    bundle = float_bundle_from_run(run, tmp_path / "bundle")
+    via_bundle = evaluate(data="synthetic", bundle=bundle.path, stream=StreamConfig(minutes=0.5))
+    assert via_bundle["clip"]["confusion_matrix"] == clip["confusion_matrix"]
+    assert via_bundle["source"]["bundle"] == str(bundle.path)
 
 
 def test_kws_evaluate_needs_one_source(capsys):

@@ -1,0 +1,47 @@
+"""The real-data bar (issue 3): the default recipe on the shared Speech Commands subset.
+
+Run it with::
+
+    pytest -m "realdata and slow" tests/test_training_realdata.py -s
+
+It trains ``kws-train``'s default recipe on ``../shared/data/speech_commands_subset`` (relative
+to the repository) and requires, on the speaker-disjoint validation split: 4-class accuracy
+>= 95%, yes and no recall >= 95%, keyword false-accept rate <= 3%. Set
+``KWS_EDGE_REALDATA_RUN_DIR`` to keep the run directory. Nothing derived from the data is
+written into the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech_commands_subset"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_default_recipe_meets_the_real_data_bar(tmp_path):
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"{REAL_DATA} is not present")
+    pytest.importorskip("tensorflow")
+    from kws_edge.training.config import load_config
+    from kws_edge.training.fit import train
+
+    out = Path(os.environ.get("KWS_EDGE_REALDATA_RUN_DIR") or tmp_path / "run")
+    config = load_config(None, data=str(REAL_DATA))
+    start = time.perf_counter()
+    run = train(config, out, overwrite=True)
+    wall_s = time.perf_counter() - start
+    m = run.metrics()["validation"]
+    summary = {"wall_s": round(wall_s, 1), "accuracy": m["accuracy"], "recall": m["recall"],
+               "keyword_false_accept_rate": m["keyword_false_accept_rate"], "n_clips": m["n_clips"],
+               "run_dir": str(out)}
+    print("\nreal-data bar:", json.dumps(summary))
+    assert m["accuracy"] >= 0.95, summary
+    assert m["recall"]["yes"] >= 0.95 and m["recall"]["no"] >= 0.95, summary
+    assert m["keyword_false_accept_rate"] <= 0.03, summary
