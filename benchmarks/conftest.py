@@ -34,14 +34,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from bench_support import FIGURES as _FIGURES  # noqa: E402
 from kws_edge import bench  # noqa: E402
-
-#: the minimum ratio naive / streaming CPU per second of audio (issue 5)
-MIN_STREAMING_SPEEDUP = 10.0
 
 _GATES: list[tuple[str, bench.Gate]] = []
 _NOTES: dict[str, str] = {}
-_FIGURES: dict[str, str] = {}
 
 
 def pytest_addoption(parser):
@@ -153,11 +150,6 @@ class GateRecorder:
 def gate(request):
     bm = request.getfixturevalue("benchmark") if "benchmark" in request.fixturenames else None
     return GateRecorder(request.node.name, bm)
-
-
-def record_figure(name: str, text: str) -> None:
-    """A measured figure for the closing summary (not a gate)."""
-    _FIGURES[name] = text
 
 
 # ---------------------------------------------------------------- reporting

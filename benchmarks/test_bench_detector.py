@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from conftest import MIN_STREAMING_SPEEDUP, record_figure
+from bench_support import MIN_STREAMING_SPEEDUP, record_figure
 from kws_edge import bench
 
 #: interleaved rounds per path; the cheapest counts ($KWS_BENCH_ROUNDS)

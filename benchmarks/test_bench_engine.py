@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from conftest import record_figure
+from bench_support import record_figure
 from kws_edge.features import mfcc
 
 
@@ -33,11 +33,10 @@ def test_batch_classify_throughput(benchmark, kws_model, audio_10s):
 
     result = benchmark.pedantic(classify_all, rounds=5, iterations=1, warmup_rounds=1)
     assert len(result) == len(clips) and all(np.isclose(r.sum(), 1.0, atol=0.02) for r in result)
-    t0 = time.process_time()
+    t0, w0 = time.process_time(), time.perf_counter()
     for _ in range(3):
         classify_all()
     clips_per_cpu_s = 3 * len(clips) / (time.process_time() - t0)
-    clips_per_s = len(clips) / benchmark.stats.stats.min
+    clips_per_s = 3 * len(clips) / (time.perf_counter() - w0)
     benchmark.extra_info.update(clips_per_s=clips_per_s, clips_per_cpu_s=clips_per_cpu_s)
-    record_figure("batch classify", f"{clips_per_cpu_s:.0f} clips per CPU second "
-                                    f"({clips_per_s:.0f} clips/s wall, best round)")
+    record_figure("batch classify", f"{clips_per_cpu_s:.0f} clips per CPU second ({clips_per_s:.0f} clips/s wall)")

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from conftest import record_figure
+from bench_support import record_figure
 from kws_edge.features import StreamingMfcc, mfcc
 
 
