@@ -254,3 +254,25 @@ def test_subprocess_good_run_and_help(tone_bundle_path):
         assert command in proc.stdout
     proc = _kws_process("listen", "--seconds", "x")
     _assert_one_error_line(proc.returncode, proc.stderr, "--seconds")
+
+
+def test_info_shows_budgets_and_measured_figures(kws, tone_bundle, tmp_path):
+    import dataclasses
+
+    from kws_edge.budgets import BudgetReport, BudgetResult
+    from kws_edge.bundle import save_bundle
+
+    report = BudgetReport("raspberry-pi-4b", (
+        BudgetResult("flash_bytes", 5600, 1_000_000, "B", True, "static"),
+        BudgetResult("peak_activation_bytes", 300_000, 262_144, "B", False, "static"),
+    ))
+    m = tone_bundle.manifest
+    m = dataclasses.replace(m, budgets=report.to_dict(),
+                            model=dataclasses.replace(m.model, peak_activation_bytes=12_345, macs_per_inference=67_890))
+    save_bundle(tmp_path / "b", m, tone_bundle.model_bytes)
+    code, out, err = kws("info", tmp_path / "b")
+    assert code == 0 and err == ""
+    assert "12,345 bytes peak" in out and "67,890 per inference" in out
+    assert "device=raspberry-pi-4b, within_budget=False" in out
+    assert "flash_bytes: 5.5 KiB of 976.6 KiB, ok (static)" in out
+    assert "peak_activation_bytes: 293.0 KiB of 256.0 KiB, OVER (static)" in out

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from ..audio import WavAudio, read_wav
 from ..bundle import Bundle, default_bundle_path, load_bundle
@@ -241,6 +242,8 @@ def _model_rows(prefix: str, m: Any) -> list[tuple[str, str]]:
         (f"{prefix}sha256", m.sha256),
         (f"{prefix}input", q(m.input)),
         (f"{prefix}output", q(m.output)),
+        *([(f"{prefix}state", f"{len(m.extra_inputs)} state tensors, "
+            f"{sum(int(np.prod(t.shape)) for t in m.extra_inputs):,} values")] if m.extra_inputs else []),
         (f"{prefix}operators", f"{len(ops)}: {counted}" if ops else "not recorded"),
         (f"{prefix}activation", f"{_num(m.peak_activation_bytes)} bytes peak" if m.peak_activation_bytes
          else "not measured"),
@@ -266,6 +269,21 @@ def _flat(value: Any, depth: int = 0) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_flat(v, depth + 1) for v in value) + "]"
     return str(value)
+
+
+def _budget_line(r: Any) -> str:
+    """``name: value of limit ok|OVER (basis)`` for a kws_edge.budgets result dict, else its JSON summary."""
+    keys = ("name", "value", "limit", "unit", "passed")
+    if not (isinstance(r, dict) and all(k in r for k in keys)):
+        return _flat(r) if isinstance(r, dict) else str(r)
+    from ..budgets import format_value
+
+    try:
+        value, limit = format_value(float(r["value"]), r["unit"]), format_value(float(r["limit"]), r["unit"])
+    except (TypeError, ValueError):
+        value, limit = str(r["value"]), str(r["limit"])
+    basis = f" ({r['basis']})" if r.get("basis") else ""
+    return f"{r['name']}: {value} of {limit}, {'ok' if r['passed'] else 'OVER'}{basis}"
 
 
 def _info_rows(b: Bundle) -> list[tuple[str, str]]:
@@ -311,7 +329,7 @@ def _info_rows(b: Bundle) -> list[tuple[str, str]]:
             head = {k: v for k, v in data.items() if k != "results"}
             rows.append(("budgets", _flat(head)))
             for r in data.get("results", []) or []:
-                rows.append(("  budget", _flat(r) if isinstance(r, dict) else str(r)))
+                rows.append(("  budget", _budget_line(r)))
         else:
             rows.append((section, _flat(data)))
     if m.attribution:
