@@ -176,3 +176,16 @@ def test_kws_listen_ctrl_c_ends_cleanly(virtual_mic, tone_bundle_path):
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("interrupted; listened ")
+
+
+def test_kws_listen_without_any_input_device_is_one_line(tone_bundle_path, tmp_path):
+    env = kws_subprocess_env()
+    env.update(PULSE_RUNTIME_PATH=str(tmp_path), PULSE_SERVER=f"unix:{tmp_path}/no-daemon")  # no PulseAudio
+    proc = subprocess.run(
+        [sys.executable, "-c", "from kws_edge.cli import main; main()", "listen", "--bundle", str(tone_bundle_path),
+         "--seconds", "0.5"], capture_output=True, text=True, timeout=60, env=env)
+    if proc.returncode == 0:
+        pytest.skip("this machine has a real input device")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "device" in lines[0], proc.stderr
