@@ -147,16 +147,18 @@ CANVAS_PIXELS = "document.getElementById('chart').toDataURL('image/png')"
 
 
 def test_page_shows_live_chart_a_yes_event_level_telemetry_and_the_end(tmp_path):
-    # 8 s of audio played in real time: noise, a tone-"yes" at 4 s (after the page is surely up),
-    # a tone-"no" at 6 s.
+    # 8 s of audio played in real time: noise, a tone-"yes" at 4 s, a tone-"no" at 6 s. The browser
+    # is started first (it is the slow part on a busy machine), so the page is up while audio plays.
     wav = tmp_path / "live.wav"
     write_wav(wav, tones.stream([("yes", 4.0), ("no", 6.0)], 8.0, np.random.default_rng(5)), 16000)
-    server, url = start_serve("--bundle", str(TONE_BUNDLE), "--source", str(wav))
     browser = Chromium()
+    procs: list[subprocess.Popen] = []
 
     async def scenario() -> dict:
         async with aiohttp.ClientSession() as session:
             await browser.connect(session)
+            server, url = start_serve("--bundle", str(TONE_BUNDLE), "--source", str(wav))
+            procs.append(server)
             await browser.send("Page.navigate", url=url)
             await browser.wait_for("window.kws && kws.labels.length === 4")
             await browser.wait_for("kws.framesReceived > 0")
@@ -197,8 +199,9 @@ def test_page_shows_live_chart_a_yes_event_level_telemetry_and_the_end(tmp_path)
         result = asyncio.run(asyncio.wait_for(scenario(), 90))
     finally:
         browser.close()
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=20)
+        for server in procs:
+            server.send_signal(signal.SIGTERM)
+            server.communicate(timeout=20)
     assert result["yes_text"].startswith("yes score 0.")
     assert " at 4." in result["yes_text"] or " at 5." in result["yes_text"]
     assert result["labels_in_list"] == ["no", "yes"]  # newest first
