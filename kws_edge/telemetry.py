@@ -9,7 +9,8 @@ once per audio chunk (``observe``), vectorised over the chunk, never per sample:
   peak, and the number of clipped samples (``|x| >= clip_level``);
 * a histogram per keyword of the model's posterior for that keyword;
 * running statistics of the raw MFCC frames, cumulative and recent (an
-  exponential moving average over about ``drift_window_frames`` frames), and a
+  exponential moving average over about ``drift_window_frames`` frames, decayed once per
+  batch of about half a second of frames), and a
   **drift score**: the largest, over cepstral coefficients, Kullback-Leibler
   divergence ``KL(recent || training)`` between a Gaussian with the recent
   statistics and one with the manifest's normalisation statistics (the
@@ -64,6 +65,8 @@ __all__ = [
 ]
 
 SNAPSHOT_FORMAT_VERSION = 1
+#: frames collected before they are folded into the running statistics (0.5 s at 20 ms hops)
+_FLUSH_FRAMES = 25
 _DB_FLOOR = -120.0
 
 
@@ -132,6 +135,10 @@ class DetectorTelemetry:
         if missing:
             raise ConfigError(f"keyword {missing[0]!r} is not one of the labels {list(self.labels)}")
         self._kw_index = np.array([self.labels.index(k) for k in self.keywords], dtype=np.intp)
+        first = int(self._kw_index[0]) if len(self._kw_index) else 0
+        contiguous = len(self._kw_index) and list(self._kw_index) == list(range(first, first + len(self._kw_index)))
+        self._kw_slice = slice(first, first + len(self._kw_index)) if contiguous else None
+        self._bin_offsets = (np.arange(len(self.keywords), dtype=np.intp) * config.score_bins)[None, :]
         self.config = config
         self.sample_rate_hz = int(sample_rate_hz)
         if (train_mean is None) != (train_std is None):
@@ -174,6 +181,9 @@ class DetectorTelemetry:
             self._ema_w = 0.0  # sum of weights, for bias correction
             self._ema_m1: Optional[np.ndarray] = None
             self._ema_m2: Optional[np.ndarray] = None
+            self._pending_frames: list[np.ndarray] = []
+            self._pending_posteriors: list[np.ndarray] = []
+            self._pending_n = 0
 
     # ------------------------------------------------------------------ feeding
     def observe(self, audio: np.ndarray, frames: np.ndarray, posteriors: Optional[np.ndarray] = None,
@@ -187,9 +197,9 @@ class DetectorTelemetry:
         a = np.asarray(audio)
         n = int(a.size)
         if n:
-            af = a.astype(np.float32, copy=False).reshape(-1)
+            af = a.reshape(-1)
             sq = float(np.dot(af, af))
-            peak = float(np.max(np.abs(af)))
+            peak = max(float(af.max()), -float(af.min()))
             clipped = int(np.count_nonzero(np.abs(af) >= self.config.clip_level)) if peak >= self.config.clip_level else 0
         with self._lock:
             self.chunks += 1
@@ -199,10 +209,18 @@ class DetectorTelemetry:
                 self.last_chunk_dbfs = _dbfs(sq / n)
                 self.peak = max(self.peak, peak)
                 self.clipped_samples += clipped
+            # Frames and posteriors are only collected here and folded into the statistics in
+            # batches of about _FLUSH_FRAMES frames (and before any read): a few numpy calls per
+            # second instead of a dozen per chunk.
             if frames is not None and len(frames):
-                self._add_frames(np.asarray(frames, np.float64))
+                self.hops += len(frames)
+                self._pending_frames.append(frames)
+                self._pending_n += len(frames)
             if posteriors is not None and len(posteriors):
-                self._add_posteriors(np.asarray(posteriors, np.float64).reshape(-1, len(self.labels)))
+                self.evaluations += len(posteriors)
+                self._pending_posteriors.append(posteriors)
+            if self._pending_n >= _FLUSH_FRAMES:
+                self._flush()
             for d in detections:
                 self.detections[d.label] = self.detections.get(d.label, 0) + 1
                 self.last_detection = {"label": d.label, "score": round(float(d.score), 4),
@@ -213,9 +231,18 @@ class DetectorTelemetry:
         with self._lock:
             self.overflows += int(n_blocks)
 
+    def _flush(self) -> None:
+        if self._pending_frames:
+            self._add_frames(np.concatenate(self._pending_frames).astype(np.float64, copy=False))
+            self._pending_frames = []
+            self._pending_n = 0
+        if self._pending_posteriors:
+            p = np.concatenate([np.asarray(x).reshape(-1, len(self.labels)) for x in self._pending_posteriors])
+            self._add_posteriors(p)
+            self._pending_posteriors = []
+
     def _add_frames(self, f: np.ndarray) -> None:
         n = f.shape[0]
-        self.hops += n
         if self._feat_sum is None:
             c = f.shape[1]
             self._feat_sum = np.zeros(c)
@@ -223,25 +250,34 @@ class DetectorTelemetry:
             self._ema_m1 = np.zeros(c)
             self._ema_m2 = np.zeros(c)
         self._feat_n += n
-        self._feat_sum += f.sum(axis=0)
-        sq = f * f
-        self._feat_sumsq += sq.sum(axis=0)
-        # Exponential moving average over frames, vectorised: the newest frame has weight 1,
-        # the one before d, then d^2, ...; the running sums decay by d^n per chunk.
-        d = self._decay
-        w = d ** np.arange(n - 1, -1, -1, dtype=np.float64)
-        dn = d ** n
-        self._ema_w = self._ema_w * dn + float(w.sum())
-        self._ema_m1 = self._ema_m1 * dn + w @ f
-        self._ema_m2 = self._ema_m2 * dn + w @ sq
+        fsum = f.sum(axis=0)
+        sqsum = np.einsum("ij,ij->j", f, f)
+        self._feat_sum += fsum
+        self._feat_sumsq += sqsum
+        # Exponential moving average over frames, per chunk: the sums decay by d^n for a chunk of
+        # n frames, and the chunk's frames enter with weight 1 (n is small against the window,
+        # so treating one chunk's frames alike changes nothing that matters).
+        dn = self._decay ** n
+        self._ema_w = self._ema_w * dn + n
+        self._ema_m1 *= dn
+        self._ema_m1 += fsum
+        self._ema_m2 *= dn
+        self._ema_m2 += sqsum
 
     def _add_posteriors(self, p: np.ndarray) -> None:
-        self.evaluations += p.shape[0]
-        kw = p[:, self._kw_index]  # (n_eval, n_kw)
+        kw = p[:, self._kw_slice] if self._kw_slice is not None else p[:, self._kw_index]  # (n_eval, n_kw)
         nb = self.config.score_bins
-        idx = np.clip((kw * nb).astype(np.int64), 0, nb - 1)
-        for j in range(len(self.keywords)):
-            self.score_counts[j] += np.bincount(idx[:, j], minlength=nb)
+        if kw.shape[0] == 1:  # one evaluation per chunk: plain Python beats numpy on 2 numbers
+            counts, sums = self.score_counts, self.score_sums
+            for j, v in enumerate(kw[0].tolist()):
+                counts[j, min(max(int(v * nb), 0), nb - 1)] += 1
+                sums[j] += v
+            return
+        idx = (kw * nb).astype(np.intp)
+        np.minimum(idx, nb - 1, out=idx)
+        np.maximum(idx, 0, out=idx)
+        flat = (idx + self._bin_offsets).ravel()
+        self.score_counts += np.bincount(flat, minlength=self.score_counts.size).reshape(self.score_counts.shape)
         self.score_sums += kw.sum(axis=0)
 
     # ------------------------------------------------------------------ reading
@@ -251,6 +287,7 @@ class DetectorTelemetry:
             return self._feature_stats()
 
     def _feature_stats(self) -> dict[str, Any]:
+        self._flush()
         if not self._feat_n:
             return {"frames": 0}
         n = self._feat_n
@@ -266,6 +303,7 @@ class DetectorTelemetry:
             return self._drift()
 
     def _drift(self) -> dict[str, Any]:
+        self._flush()
         out: dict[str, Any] = {"score": None, "per_coefficient": None, "threshold": self.config.drift_threshold,
                                "flag": False, "frames": self._feat_n}
         if self.train_mean is None or self._feat_n < self.config.drift_min_frames:
@@ -289,6 +327,7 @@ class DetectorTelemetry:
     def snapshot(self) -> dict[str, Any]:
         """Everything as plain JSON types (one line of a telemetry JSONL file)."""
         with self._lock:
+            self._flush()
             st = self._feature_stats()
             drift = self._drift()
             nb = self.config.score_bins

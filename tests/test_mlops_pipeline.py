@@ -88,7 +88,9 @@ def test_interrupt_fail_resume_reuse_and_reproducibility(tmp_path):
     args = [*KWS, "pipeline", "--config", str(cfg), "--out", str(out)]
 
     # 1. Ctrl-C during training: exit 130, the stage is marked interrupted, nothing half-written is reused
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    # default SIGINT handling in the child even when this test runs as a background job (SIGINT ignored)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if (out / "pipeline.json").exists() and _status(out).get("train") == "running" and (out / "run").exists():
