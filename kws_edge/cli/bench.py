@@ -50,7 +50,7 @@ def bench(bundle_dir: Path | None, device: str | None, seconds: float, realtime:
             ("audio", f"{report['seconds']:g} s, " + (
                 ("paced at real time" + ("" if report["kept_up_with_real_time"] else
                                          f" (FELL BEHIND: took {report['wall_s']:.1f} s)"))
-                if report["realtime_paced"] else "as fast as possible")),
+                if report["realtime_paced"] else "as fast as possible") + f", {report['block_ms']:g} ms blocks"),
             ("CPU share of one core", f"{report['cpu_share'] * 100:.2f}%"),
             ("real-time factor", f"{report['real_time_factor']:.4f} ({report['cpu_ms_per_audio_s']:.2f} ms CPU "
                                  "per s of audio)"),
