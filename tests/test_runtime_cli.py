@@ -63,6 +63,7 @@ def test_detect_text_and_json(kws, tone_bundle_path):
     assert code == 0 and len(rows) == 1
     assert rows[0]["file"] == str(data / "tone_no.wav") and rows[0]["label"] == "no"
     assert set(rows[0]) == {"file", "label", "score", "time_s"}
+    assert 0.5 < rows[0]["time_s"] <= 1.0  # heard by the end of the 1 s file, never after it
 
 
 def test_classify_text_and_json(kws, tone_bundle_path):

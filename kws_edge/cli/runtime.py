@@ -8,6 +8,7 @@ lines, and the exit status is 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -78,7 +79,8 @@ def detect(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resa
     """Keyword detections in WAV files (streamed as a live detector would hear them).
 
     Each file is run through a fresh detector, then one clip of silence, so a
-    keyword at the very end is still heard. Text: FILE: LABEL at T s (score S).
+    keyword at the very end is still heard. T is the end of the audio window
+    that triggered (at most the file's length). Text: FILE: LABEL at T s (score S).
     --json: one line per detection {"file", "label", "score", "time_s"}.
     """
     from ..detector import KeywordDetector, detect_samples
@@ -93,6 +95,8 @@ def detect(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resa
             continue
         found = detect_samples(detector, wav.samples, flush=True)
         for d in found:
+            # a window that reached into the trailing silence is reported at the end of the file
+            d = dataclasses.replace(d, time_s=min(d.time_s, wav.duration_s))
             if as_json:
                 _emit({"file": str(path), **d.to_dict()})
             else:
