@@ -121,7 +121,8 @@ def _quiet_native_log() -> Iterator[None]:
         yield
         return
     with tempfile.TemporaryFile() as capture:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
         os.dup2(capture.fileno(), 2)
         try:
             yield
@@ -131,7 +132,7 @@ def _quiet_native_log() -> Iterator[None]:
             capture.seek(0)
             text = capture.read().decode("utf-8", "replace")
             kept = [line for line in text.splitlines(keepends=True) if line.strip() not in _NATIVE_NOISE]
-            if kept:
+            if kept and sys.stderr is not None:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
 
