@@ -30,7 +30,7 @@ import numpy as np
 from kws_edge.errors import BackendUnavailableError, ConfigError, ConversionError
 from kws_edge.features import Normalization
 
-__all__ = ["convert_keras", "batch1_clone", "import_tensorflow", "QUANTIZE_MODES"]
+__all__ = ["convert_keras", "batch1_clone", "import_tensorflow", "captured_output", "QUANTIZE_MODES"]
 
 QUANTIZE_MODES = ("int8", "float32")
 
@@ -39,7 +39,8 @@ def import_tensorflow() -> Any:
     """Import TensorFlow quietly, or explain how to install it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        with captured_output():  # oneDNN / absl / CPU-feature banners on stderr
+            import tensorflow as tf
     except ImportError:
         raise BackendUnavailableError(
             "conversion needs TensorFlow; pip install 'kws-edge[train]'"

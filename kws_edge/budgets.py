@@ -164,6 +164,7 @@ def check_budgets(
     hops_per_second: float = 50.0,
     quantization: str = "int8",
     unsupported_operators: Optional[Sequence[str]] = None,
+    measured_how: str = "",
 ) -> BudgetReport:
     """Check one model against every budget of ``profile`` (a :class:`kws_edge.devices.DeviceProfile`).
 
@@ -178,6 +179,7 @@ def check_budgets(
     quantization : "int8" or "float32" (float models use the profile's float32 speed ratio)
     unsupported_operators : operators outside the TFLite Micro builtin set; checked (limit 0)
         only for profiles whose runtime is "tflite-micro"
+    measured_how : how the measured values were taken, shown as "measured (how)"
     """
     if inferences_per_second <= 0 or hops_per_second <= 0:
         raise ConfigError("inferences_per_second and hops_per_second must be > 0")
@@ -185,6 +187,7 @@ def check_budgets(
     unknown = sorted(set(measured) - set(MEASURABLE))
     if unknown:
         raise ConfigError(f"unknown measured budget {unknown[0]!r}; known: {', '.join(MEASURABLE)}")
+    measured_basis = f"measured ({measured_how})" if measured_how else "measured"
     b = profile.budgets
     est = profile.estimates
     results = [
@@ -205,14 +208,14 @@ def check_budgets(
     how = f"{throughput / 1e9:g} G MAC/s and {est.mfcc_ms_per_audio_second:g} ms MFCC per audio second from the profile"
 
     if measured_on_target and "cpu_share" in measured:
-        cpu, cpu_basis = float(measured["cpu_share"]), "measured"
+        cpu, cpu_basis = float(measured["cpu_share"]), measured_basis
     else:
         cpu = (inference_ms * inferences_per_second + est.mfcc_ms_per_audio_second) / 1000.0
         cpu_basis = f"estimated ({how})"
     results.append(BudgetResult("cpu_share", cpu, b.cpu_share, "share", cpu <= b.cpu_share, cpu_basis))
 
     if measured_on_target and "hop_latency_p99_ms" in measured:
-        lat, lat_basis = float(measured["hop_latency_p99_ms"]), "measured"
+        lat, lat_basis = float(measured["hop_latency_p99_ms"]), measured_basis
     else:
         lat = P99_OVER_MEAN * (inference_ms + mfcc_hop_ms)
         lat_basis = f"estimated ({P99_OVER_MEAN:g} x mean of {inference_ms:.3f} ms model + {mfcc_hop_ms:.3f} ms MFCC; {how})"

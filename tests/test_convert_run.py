@@ -210,8 +210,8 @@ def test_on_the_target_cpu_and_latency_are_measured(run_dir, tmp_path):
     # allow_over_budget: a p99 latency measured on a busy shared CI machine may exceed the budget
     report = convert_run(run_dir, device=local.name, out_dir=tmp_path / "here", allow_over_budget=True)
     assert report.budgets.measured_on_target
-    assert report.budgets.result("cpu_share").basis == "measured"
-    assert report.budgets.result("hop_latency_p99_ms").basis == "measured"
+    assert report.budgets.result("cpu_share").basis.startswith("measured (best of")
+    assert report.budgets.result("hop_latency_p99_ms").basis.startswith("measured")
     assert 0 < report.budgets.result("cpu_share").value < 1
 
 
