@@ -20,9 +20,10 @@ __all__ = ["convert_command", "main"]
 
 def _device_help() -> str:
     try:
-        from kws_edge.devices import profile_names
+        from kws_edge.devices import list_profiles
 
-        return "device profile name or path to a profile .toml; known: " + ", ".join(profile_names())
+        names = ", ".join(p.name for p in list_profiles())
+        return f"device profile name (or alias) or path to a profile .toml; shipped: {names}"
     except Exception:  # help text must never fail
         return "device profile name or path to a profile .toml"
 
@@ -51,6 +52,10 @@ def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, repr
     """Quantise a kws-train run and write a bundle checked against a device's budgets."""
     from .convert import convert_run
 
+    if streaming:
+        from .streaming import check_streamable_run
+
+        check_streamable_run(run_dir)
     try:
         report = convert_run(
             run_dir, device=device, out_dir=out_dir, quantize=quantize, representative_n=representative_n,

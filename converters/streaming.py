@@ -48,6 +48,7 @@ __all__ = [
     "streaming_model_file",
     "attach_streaming_model",
     "add_streaming_to_bundle",
+    "check_streamable_run",
 ]
 
 STREAMING_MODEL_NAME = "model_streaming.tflite"
@@ -307,6 +308,20 @@ def attach_streaming_model(bundle_dir: str | Path, model_bytes: bytes, *, out_di
     save_bundle(target, manifest, bundle.model_bytes, streaming_model_bytes=model_bytes, extra_files=extra,
                 overwrite=overwrite or in_place)
     return target
+
+
+def check_streamable_run(run_dir: str | Path) -> None:
+    """Raise ConversionError unless the run trained a streamable architecture (before anything is written)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        arch = json.loads(path.read_text())["model"]["architecture"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # the normal conversion reports a missing or broken run directory in its own words
+    if arch != "tcn":
+        raise ConversionError(
+            f"--streaming needs a streamable model, but {run_dir} trained {arch!r}; "
+            "train with kws-train --model tcn (or drop --streaming)"
+        )
 
 
 def add_streaming_to_bundle(run_dir: str | Path, bundle_dir: str | Path, *,

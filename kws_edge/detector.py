@@ -79,7 +79,8 @@ class KeywordDetector:
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, *, num_threads: int = 1, backend: str | None = None,
-                    telemetry: Any = None, **overrides: Any) -> "KeywordDetector":
+                    telemetry: Any = None, streaming: bool | None = None, gate: Any = None,
+                    **overrides: Any) -> "KeywordDetector":
         """Load a bundle (default: the packaged one) and override detector settings by name.
 
         ``thresholds`` may be a dict per keyword or one number for all keywords.
@@ -97,7 +98,8 @@ class KeywordDetector:
             elif isinstance(thresholds, dict):
                 overrides["thresholds"] = {**config.thresholds, **thresholds}
             config = dataclasses.replace(config, **overrides)
-        return cls(bundle, config=config, num_threads=num_threads, backend=backend, telemetry=telemetry)
+        return cls(bundle, config=config, num_threads=num_threads, backend=backend, telemetry=telemetry,
+                   streaming=streaming, gate=gate)
 
     def on_detection(self, callback: DetectionCallback) -> DetectionCallback:
         """Call ``callback(detection)`` for every detection; returns it (usable as a decorator)."""

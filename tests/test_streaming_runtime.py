@@ -244,3 +244,45 @@ def test_streaming_runtime_never_imports_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def test_from_bundle_passes_streaming_choice():
+    assert KeywordDetector.from_bundle(BUNDLE, streaming=False).streaming is None
+    det = KeywordDetector.from_bundle(BUNDLE, gate=EnergyGate(level_dbfs=-65.0), min_count=3)
+    assert det.streaming is not None and det.streaming.gate.level_dbfs == -65.0 and det.config.min_count == 3
+
+
+def test_kws_convert_streaming_refuses_a_window_only_architecture(tmp_path, capsys):
+    from kws_edge.converters.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"model": {"architecture": "ds_cnn", "width": 64, "depth": 4}}')
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run), "--device", "x86-64", "--out", str(tmp_path / "b"), "--streaming"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--streaming needs a streamable model" in err[0] and "kws-train --model tcn" in err[0]
+    assert not (tmp_path / "b").exists()
+
+
+def test_streaming_quality_not_worse_on_a_long_stream(bundle):
+    """FRR and FA/h of the streaming detector vs the window detector, scored by training.streaming_eval."""
+    from kws_edge.training.streaming_eval import score_detections
+
+    rng = np.random.default_rng(11)
+    labels = ("yes", "no", "_unknown_", "_unknown_")
+    events, t = [], 0.7
+    while t < 170.0:
+        events.append((labels[int(rng.integers(len(labels)))], t))
+        t += float(rng.uniform(1.2, 2.5))
+    audio = tone.stream(events, 172.0, rng, noise_level=0.004)
+    truth = [{"label": label, "start_s": start, "end_s": start + 1.0} for label, start in events]
+    scores = {}
+    for name, det in (("window", KeywordDetector(bundle, streaming=False)), ("streaming", KeywordDetector(bundle))):
+        dets = detect_samples(det, audio, chunk_samples=1600)
+        scores[name] = score_detections(dets, truth, bundle.manifest.keywords, len(audio) / 16000, 500.0)
+    w, s = scores["window"], scores["streaming"]
+    assert w["n_keywords"] >= 40
+    assert s["false_reject_rate"] <= w["false_reject_rate"] + 1e-9, (s, w)
+    assert s["false_accepts_per_hour"] <= w["false_accepts_per_hour"] + 1e-9, (s, w)
