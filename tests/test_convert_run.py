@@ -410,3 +410,26 @@ def test_cli_unknown_device_and_missing_run_exit_2(run_dir, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "known devices: " in err
     code, out, err = cli([tmp_path / "nope", "--device", "pi4", "--out", tmp_path / "b"], capsys)
     assert code == 2 and err.startswith("error: run directory") and err.count("\n") == 1
+
+
+def test_without_tensorflow_the_cli_says_how_to_install_it(run_dir, tmp_path):
+    """On a runtime-only install kws-convert fails with one line and the pip command (exit status 2)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+            "from kws_edge.converters.cli import main\n"
+            f"main([{str(run_dir)!r}, '--device', 'pi4', '--out', {str(tmp_path / 'b')!r}])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == "error: conversion needs TensorFlow; pip install 'kws-edge[train]'"
+    assert not (tmp_path / "b").exists()
+
+
+def test_cli_json_report(run_dir, tmp_path, capsys):
+    code, out, err = cli([run_dir, "--device", "pi4", "--out", tmp_path / "b", "--no-measure", "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["bundle"] == str(tmp_path / "b")
+    assert data["budgets"]["device"] == "raspberry-pi-4b" and data["budgets"]["within_budget"] is True
+    assert data["model"]["macs_per_inference"] > 0 and set(data["metrics"]) >= {"float", "int8", "parity"}
