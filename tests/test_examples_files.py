@@ -160,3 +160,10 @@ def test_bring_your_own_model_bad_input_is_one_line(tmp_path, args, message):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message.format(**fill)), r.stderr
+
+
+@pytest.mark.parametrize("name", ["listen_yes_no.py", "scan_recordings.py", "asyncio_app.py",
+                                  "bring_your_own_model.py"])
+def test_every_example_has_working_help(name):
+    r = run_example(name, "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: ") and "bundle" in r.stdout, r.stderr
