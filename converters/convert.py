@@ -249,6 +249,7 @@ def convert_run(
     allow_over_budget: bool = False,
     overwrite: bool = False,
     measure: Optional[bool] = None,
+    stride_hops: int = 1,
     name: Optional[str] = None,
     version: Optional[str] = None,
 ) -> ConversionReport:
@@ -264,6 +265,8 @@ def convert_run(
     max_accuracy_drop_points : parity gate, float minus converted test accuracy in percentage points
     allow_over_budget : write the bundle even when a budget fails; the failure is recorded in the manifest
     measure : measure CPU share and hop latency on this machine; default: when it is the device
+    stride_hops : the detector default written to the manifest: run the model every N feature hops
+        (inferences per second = hops per second / N, which the compute and CPU budgets use)
     name, version : manifest name and version (default: the run directory's name, the model hash)
 
     Raises
@@ -278,6 +281,8 @@ def convert_run(
 
     if quantize not in QUANTIZE_MODES:
         raise ConfigError(f"--quantize {quantize!r} must be one of {', '.join(QUANTIZE_MODES)}")
+    if stride_hops < 1:
+        raise ConfigError(f"--stride-hops {stride_hops} must be >= 1")
     if representative_n < 1:
         raise ConfigError(f"--representative {representative_n} must be >= 1")
     if not max_accuracy_drop_points >= 0:
@@ -345,7 +350,8 @@ def convert_run(
             validation_agreement = float(np.mean(val_float == _engine_predict(model_bytes, val_norm).argmax(axis=1)))
 
     analysis = analyze_model(model_bytes)
-    detector = DetectorConfig(thresholds={k: DetectorConfig().default_threshold for k in run.keywords})
+    detector = DetectorConfig(thresholds={k: DetectorConfig().default_threshold for k in run.keywords},
+                              stride_hops=stride_hops)
     inferences_per_second = run.features.hops_per_second / detector.stride_hops
     key = "int8" if quantize == "int8" else "float32"
     metrics = {

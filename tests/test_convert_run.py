@@ -433,3 +433,13 @@ def test_cli_json_report(run_dir, tmp_path, capsys):
     assert data["bundle"] == str(tmp_path / "b")
     assert data["budgets"]["device"] == "raspberry-pi-4b" and data["budgets"]["within_budget"] is True
     assert data["model"]["macs_per_inference"] > 0 and set(data["metrics"]) >= {"float", "int8", "parity"}
+
+
+def test_stride_hops_lowers_the_compute_rate(run_dir, tmp_path, converted):
+    from kws_edge.converters.convert import convert_run
+
+    report = convert_run(run_dir, device="raspberry-pi-4", out_dir=tmp_path / "b", stride_hops=5, measure=False)
+    assert load_bundle(tmp_path / "b").manifest.detector.stride_hops == 5
+    assert report.budgets.result("compute").value == pytest.approx(converted.budgets.result("compute").value / 5)
+    with pytest.raises(ConfigError, match="stride-hops"):
+        convert_run(run_dir, device="raspberry-pi-4", out_dir=tmp_path / "c", stride_hops=0)
