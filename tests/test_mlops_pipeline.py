@@ -138,11 +138,12 @@ def test_interrupt_fail_resume_reuse_and_reproducibility(tmp_path):
 
     # 4. nothing changed: everything reused, quickly
     t0 = time.monotonic()
-    proc = subprocess.run([*args, "--json", "-q"], capture_output=True, text=True, env=_env(), timeout=600)
+    proc = subprocess.run([*args, "--check-reproducible", "--json", "-q"], capture_output=True, text=True, env=_env(),
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    why = {k: v.get("reason") for k, v in _ledger(out)["stages"].items()}
-    assert summary["reused"] == ["data", "train", "convert", "budget", "evaluate", "benchmark", "bundle", "report"], why
+    assert summary["reused"] == ["data", "train", "reproducibility", "convert", "budget", "evaluate", "benchmark",
+                                 "bundle", "report"]
 
     # 5. a pipeline setting changed: only the stages that depend on it run again
     cfg.write_text(TINY.replace('sample_words = ["yes", "no"]', 'sample_words = ["no", "yes", "no"]'))

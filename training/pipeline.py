@@ -245,6 +245,7 @@ class _Pipeline:
         self.reused[name] = False
         self.progress(StageEvent("start", name, idx, total, reason))
         started = time.perf_counter()
+        cpu_started = _cpu_seconds()
         self.ledger["stages"][name] = {"status": "running", "key": key, "inputs": inputs, "code": self.code,
                                        "reason": reason, "started_utc": _utc_now()}
         # later stages depend on this one: their entries become stale automatically through their keys
@@ -275,7 +276,7 @@ class _Pipeline:
             raise
         seconds = time.perf_counter() - started
         self.ledger["stages"][name].update(status="done", finished_utc=_utc_now(), seconds=round(seconds, 2),
-                                           summary=summary)
+                                           cpu_seconds=round(_cpu_seconds() - cpu_started, 2), summary=summary)
         self.summaries[name] = summary
         self._save_ledger()
         self.progress(StageEvent("done", name, idx, total, _short(summary), seconds=seconds))
@@ -500,6 +501,17 @@ def run_pipeline(out_dir: str | Path, train_config: TrainConfig, pipeline_config
 
 
 # ---------------------------------------------------------------------- helpers
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
+
+
 def _why_not_reused(forced: bool, entry: dict[str, Any], key: str, inputs: dict[str, Any], code: str,
                     outputs_ok: Callable[[], bool]) -> str:
     if forced:

@@ -151,8 +151,9 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     d.heading("Pipeline stages")
     stages = c["ledger"].get("stages", {})
     reused = set((c["ledger"].get("last_run") or {}).get("reused", []))
-    d.table(["stage", "status", "seconds", "reused", "key"],
-            [[s, "writing this page" if s == "report" and e.get("status") == "running" else e.get("status"), _num(e.get("seconds"), "{:.1f}"), "yes" if s in reused else "no",
+    d.table(["stage", "status", "wall s", "CPU s", "reused", "key"],
+            [[s, "writing this page" if s == "report" and e.get("status") == "running" else e.get("status"),
+              _num(e.get("seconds"), "{:.1f}"), _num(e.get("cpu_seconds"), "{:.1f}"), "yes" if s in reused else "no",
               str(e.get("key", ""))[:12]] for s, e in stages.items()])
 
     d.heading("Data")
