@@ -153,7 +153,7 @@ def _spec(tensor: Any, type_names: dict[int, str]) -> TensorSpec:
                       scale=scale, zero_point=zero)
 
 
-def _op_macs(name: str, op: Any, tensors: list, ) -> int:
+def _op_macs(name: str, op: Any, tensors: list) -> int:
     ins = [tensors[i] if i >= 0 else None for i in (op.inputs if op.inputs is not None else [])]
     outs = [tensors[i] for i in (op.outputs if op.outputs is not None else []) if i >= 0]
     if not outs:

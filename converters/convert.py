@@ -293,7 +293,7 @@ def convert_run(
         raise KwsError(f"{out} already exists; choose another --out or pass --overwrite")
     run = read_run(run_dir)
     rep_x, _ = _arrays(run, "representative")
-    if len(rep_x) == 0:
+    if len(rep_x) == 0 and quantize == "int8":
         raise RunError(f"{run.path / 'arrays/representative.npz'} holds no clips; int8 calibration needs some, "
                        "re-run kws-train (or use --quantize float32)")
     test_x, test_y = _arrays(run, "test")
@@ -302,7 +302,7 @@ def convert_run(
     if test_y.min() < 0 or test_y.max() >= len(run.labels):
         raise RunError(f"{run.path / 'arrays/test.npz'} has labels outside 0..{len(run.labels) - 1}")
     rng = np.random.default_rng(run.seed)
-    n_rep = min(representative_n, len(rep_x))
+    n_rep = min(representative_n, len(rep_x)) if quantize == "int8" else 0
     rep_idx = np.sort(rng.choice(len(rep_x), size=n_rep, replace=False))
 
     tf = import_tensorflow()

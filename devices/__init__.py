@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import platform
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -146,9 +146,7 @@ def _read(path: Path) -> DeviceProfile:
         profile = from_dict(DeviceProfile, data)
     except ConfigError as exc:
         raise ConfigError(f"device profile {path}: {exc}") from None
-    import dataclasses
-
-    return dataclasses.replace(profile, path=str(path))
+    return replace(profile, path=str(path))
 
 
 def list_profiles() -> list[DeviceProfile]:

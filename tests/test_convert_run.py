@@ -278,8 +278,13 @@ def test_empty_representative_set(run_copy, tmp_path):
 
     np.savez(run_copy / "arrays" / "representative.npz", x=np.zeros((0, 49, 10), np.float32),
              y=np.zeros(0, np.int64))
-    with pytest.raises(RunError, match="representative.npz holds no clips"):
+    with pytest.raises(RunError, match="representative.npz holds no clips.*--quantize float32"):
         convert_run(run_copy, device="raspberry-pi-4", out_dir=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    # float32 needs no calibration, as the message says
+    report = convert_run(run_copy, device="raspberry-pi-4", out_dir=tmp_path / "f", quantize="float32",
+                         measure=False)
+    assert report.manifest.provenance["conversion"]["representative_clips"] == 0
 
 
 def test_arrays_from_other_feature_settings(run_copy, tmp_path):
