@@ -69,11 +69,13 @@ class _StageDisplay:
 @click.option("--mlflow-uri", default=None, help="also log to MLflow (needs the mlflow extra), e.g. sqlite:///mlflow.db")
 @click.option("--check-reproducible", is_flag=True, help="train twice with the same seed and compare metrics and weights")
 @click.option("--force", multiple=True, metavar="STAGE", help="redo this stage even if its inputs are unchanged")
+@click.option("--register", "register_dir", type=click.Path(path_type=Path), default=None,
+              help="add the final bundle to this model registry as a candidate")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
 @click.option("-q", "--quiet", is_flag=True, help="no per-stage progress on stderr")
 def pipeline(data: Optional[str], device: Optional[str], out_dir: Path, config_path: Optional[Path],
-             mlflow_uri: Optional[str], check_reproducible: bool, force: tuple[str, ...], as_json: bool,
-             quiet: bool) -> None:
+             mlflow_uri: Optional[str], check_reproducible: bool, force: tuple[str, ...],
+             register_dir: Optional[Path], as_json: bool, quiet: bool) -> None:
     """Data -> train -> convert -> budget check -> evaluate -> benchmark -> bundle -> report.
 
     Resumable: stages whose inputs (data content hash, config, code version)
@@ -98,6 +100,12 @@ def pipeline(data: Optional[str], device: Optional[str], out_dir: Path, config_p
                           mlflow_uri=mlflow_uri, progress=display, force=force)
     elapsed = time.perf_counter() - t0
     stages = result["stages"]
+    if register_dir is not None:
+        from ..registry import ModelRegistry
+
+        entry, created = ModelRegistry(register_dir).add(Path(result["out_dir"]) / "bundle", stage="candidate",
+                                                         note=f"kws pipeline --out {result['out_dir']}")
+        result["registered"] = {"id": entry.id, "created": created, "registry": str(register_dir)}
     if as_json:
         click.echo(json.dumps({**result, "seconds": round(elapsed, 1)}, indent=2, default=str))
         return
@@ -120,6 +128,8 @@ def pipeline(data: Optional[str], device: Optional[str], out_dir: Path, config_p
     lines.append(f"  bundle: {out / 'bundle'}")
     lines.append(f"  report: {out / 'report' / 'report.html'}")
     lines.append(f"  try:    kws detect {out / 'sample.wav'} --bundle {out / 'bundle'}")
+    if result.get("registered"):
+        lines.append(f"  registry: {result['registered']['id']} (candidate) in {register_dir}")
     if stages.get("track"):
         lines.append(f"  mlflow: run {stages['track'].get('run_id')} at {mlflow_uri}")
     click.echo("\n".join(lines))
