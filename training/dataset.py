@@ -185,7 +185,7 @@ def _check_file(path: Path, sample_rate_hz: int) -> tuple[str, int, str]:
 
 def index_dataset(root: str | Path, config: TrainConfig) -> DatasetIndex:
     """Index ``root`` for ``config``'s labels and split settings; raises ``DataError``."""
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().absolute()
     if not root.exists():
         raise DataError(f"data folder {root} does not exist; pass --data DIR (Speech Commands layout) or synthetic")
     if not root.is_dir():

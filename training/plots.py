@@ -88,7 +88,8 @@ def plot_det_curve(points: list[dict[str, float]], path: str | Path, title: str 
             ax.plot([selected["false_accepts_per_hour"]], [100 * selected["false_reject_rate"]], "r*", ms=12,
                     label="selected")
             ax.legend()
-        ax.set_xlabel("false accepts per hour")
+        ax.set_xscale("symlog", linthresh=1.0)  # 0 FA/h stays on the axis
+        ax.set_xlabel("false accepts per hour (symlog)")
         ax.set_ylabel("false-reject rate (%)")
         ax.set_title(title or "DET curve (labels: threshold)")
         ax.grid(alpha=0.3)
