@@ -637,7 +637,7 @@ def _numbers(d: Any, prefix: str = "") -> dict[str, float]:
 #: a detection counts as a hit when it falls between a keyword's start and its end plus this
 TOLERANCE_S = 1.0
 #: thresholds of the DET curve
-DET_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.05)) + (0.97, 0.98, 0.99)
+DET_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.30, 0.96, 0.05)) + (0.97, 0.98, 0.99)
 #: threshold selection: lowest false-reject rate with at most this many false accepts per hour
 TARGET_FA_PER_HOUR = 1.0
 
