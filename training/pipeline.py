@@ -145,6 +145,7 @@ class PipelineStageError(KwsError):
         self.stage = stage
         self.cause = cause
         text = str(cause) if isinstance(cause, KwsError) else f"{type(cause).__name__}: {cause}"
+        text = " ".join(text.split())  # one line, whatever the cause's message looked like
         super().__init__(
             f"stage '{stage}' failed: {text} (earlier stages' outputs are kept in {out_dir}; "
             "fix the cause and run the same command again to resume)"
