@@ -45,12 +45,14 @@ def _device_help() -> str:
 @click.option("--stride-hops", type=click.IntRange(min=1), default=1, show_default=True,
               help="detector default: run the model every N feature hops (fewer inferences per second)")
 @click.option("--json", "as_json", is_flag=True, help="print the conversion report as JSON on stdout")
+@click.option("--strip-names", is_flag=True,
+              help="blank the tensor names in the model file (a smaller file; names only help debugging)")
 @click.option("--streaming", is_flag=True,
               help="also write the streaming (stateful) form of a 'tcn' model into the bundle; the detector uses it")
 @click.version_option(package_name="kws-edge")
 def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, representative_n: int, max_drop: float,
                     allow_over_budget: bool, overwrite: bool, measure: bool | None, as_json: bool,
-                    streaming: bool = False, stride_hops: int = 1) -> None:
+                    streaming: bool = False, stride_hops: int = 1, strip_names: bool = False) -> None:
     """Quantise a kws-train run and write a bundle checked against a device's budgets."""
     from .convert import convert_run
 
@@ -62,7 +64,7 @@ def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, repr
         report = convert_run(
             run_dir, device=device, out_dir=out_dir, quantize=quantize, representative_n=representative_n,
             max_accuracy_drop_points=max_drop, allow_over_budget=allow_over_budget, overwrite=overwrite,
-            measure=measure, stride_hops=stride_hops,
+            measure=measure, stride_hops=stride_hops, strip_names=strip_names,
         )
     except BudgetExceeded as exc:
         report_table = getattr(exc, "report", None)

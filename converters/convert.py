@@ -250,6 +250,7 @@ def convert_run(
     overwrite: bool = False,
     measure: Optional[bool] = None,
     stride_hops: int = 1,
+    strip_names: bool = False,
     name: Optional[str] = None,
     version: Optional[str] = None,
 ) -> ConversionReport:
@@ -268,6 +269,7 @@ def convert_run(
     stride_hops : the detector default written to the manifest: run the model every N feature hops
         (inferences per second = hops per second / N, which the compute and CPU budgets use)
     name, version : manifest name and version (default: the run directory's name, the model hash)
+    strip_names : blank the tensor names of the model file (smaller; names are only debugging aids)
 
     Raises
     ------
@@ -320,7 +322,7 @@ def convert_run(
     with captured_output():
         inference_model = _inference_model(run, model)
     model_bytes = convert_keras(inference_model, rep_x[rep_idx], quantize,
-                                normalization=run.normalization, clone=False)
+                                normalization=run.normalization, clone=False, strip_names=strip_names)
 
     # Evaluation: the float model as trained (Keras) against the converted model through the runtime's Engine.
     x_norm = run.normalization.apply(test_x)
