@@ -134,6 +134,11 @@ class PosteriorSmoother:
         self._armed[best] = False
         return Detection(label=self.keywords[best], score=float(smoothed[best]), time_s=float(time_s))
 
+    @property
+    def idle(self) -> bool:
+        """History full of zero keyword scores: further all-zero keyword rows change no state."""
+        return len(self._history) == self._window_len and not self._sum.any() and not self._run_length.any()
+
     def update_many(self, posteriors: np.ndarray, times_s: np.ndarray) -> list[Detection]:
         """Add many hops at once; the same detections as :meth:`update` row by row.
 

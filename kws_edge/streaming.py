@@ -32,6 +32,7 @@ interpreter.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -199,10 +200,12 @@ class StreamingRunner:
         self._state = self._zero_state.copy()
         # prepared frames not yet consumed (starts with `context_frames` already-processed ones)
         self._pending = np.zeros((0, self._frames_shape[2]), self._frames_dtype)
-        self._history = np.zeros((0, self._frames_shape[2]), self._frames_dtype)
+        self._history: deque[np.ndarray] = deque()  # the last >= history_frames prepared frames, by chunk
+        self._history_len = 0
         self._n_frames = 0  # frames received
         self._quiet_run = 0  # consecutive quiet frames at the end of the received ones
         self._gated = False
+        self.last_all_gated = False  # every row of the last process() call was a gated (silence) row
         self.stats = StreamingStats()
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
@@ -261,6 +264,7 @@ class StreamingRunner:
         frames = np.asarray(frames)
         n_new = len(frames)
         self.stats.frames_in += n_new
+        self.last_all_gated = False
         if n_new == 0:
             return np.zeros((0, self.n_labels), np.float32), np.zeros(0, np.int64)
         q = self.prepare(frames)
@@ -292,25 +296,62 @@ class StreamingRunner:
 
     def _run_gated(self, q: np.ndarray, c0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gated: blocks whose receptive field is quiet skip the model."""
-        hist = np.concatenate((self._history, q)) if len(self._history) else q
-        self._history = hist[-self._history_frames:].copy() if len(hist) > self._history_frames else hist
-        # quiet-run length at every new frame
-        quiet = c0 < self._gate_c0
-        runs = np.empty(len(q), np.int64)
-        r = self._quiet_run
-        for i, is_quiet in enumerate(quiet):  # short: one chunk of frames
-            r = r + 1 if is_quiet else 0
-            runs[i] = r
-        self._quiet_run = r
-        pending = np.concatenate((self._pending, q)) if len(self._pending) else q
-        first = self._n_frames - len(self._pending)
-        base = self._n_frames  # stream index of q[0]
-        self._n_frames += len(q)
+        # frame history for re-synchronising: recent chunks, joined only when needed
+        history = self._history
+        history.append(q)
+        self._history_len += len(q)
+        while self._history_len - len(history[0]) - len(q) >= self._history_frames:  # keep H frames before q
+            self._history_len -= len(history.popleft())
         ctx, block = self.context_frames, self.block_frames
-        n_calls = max(0, (len(pending) - ctx) // block)
-        self._pending = pending[n_calls * block:].copy() if n_calls else pending
+        quiet = c0 < self._gate_c0
+        need = self.window_frames + block - 1
+        if self._quiet_run + len(q) < need:  # loud lately: no block can be gated in this call
+            loud_at = np.flatnonzero(~quiet)
+            self._quiet_run = len(q) - 1 - int(loud_at[-1]) if loud_at.size else self._quiet_run + len(q)
+            if self._gated and (len(self._pending) + len(q) - ctx) // block > 0:
+                self._resync(self._pending_history(), self._n_frames + len(q),
+                             self._n_frames - len(self._pending) + ctx)
+            return self._run(q)
+        if self._has_silence and self._quiet_run >= need + 1 + ctx and bool(quiet.all()):
+            # fast path, the usual one in silence: every block that completes now is gated
+            self._quiet_run += len(q)
+            pending = np.concatenate((self._pending, q))
+            first = self._n_frames - len(self._pending)
+            self._n_frames += len(q)
+            n_calls = (len(pending) - ctx) // block
+            self._pending = pending[n_calls * block:] if n_calls > 0 else pending
+            if n_calls <= 0:
+                return self._no_rows
+            self._gated = True
+            self.last_all_gated = True
+            self.stats.gated_frames += n_calls * block
+            self.stats.frames_out += n_calls * block
+            start = first + ctx + 1
+            return (np.broadcast_to(self._silence_row, (n_calls * block, self.n_labels)),
+                    np.arange(start, start + n_calls * block, dtype=np.int64))
+        hist = self._pending_history()
+        # quiet-run length at every new frame: frames since the last loud one (or carried over)
+        idx = np.arange(len(q))
+        last_loud = np.maximum.accumulate(np.where(quiet, -1, idx))
+        runs = np.where(last_loud >= 0, idx - last_loud, idx + 1 + self._quiet_run)
+        self._quiet_run = int(runs[-1])
+        first = self._n_frames - len(self._pending)
+        base = self._n_frames
+        n_calls = (len(self._pending) + len(q) - ctx) // block
+        if n_calls > 0:
+            lasts = first + ctx + np.arange(1, n_calls + 1) * block - 1  # last frame of each block
+            pos = lasts - base
+            any_gated = bool(np.any((pos >= 0) & (runs[np.maximum(pos, 0)] >= self.window_frames + block - 1)))
+        if n_calls <= 0 or not any_gated:  # nothing to skip in this call: the plain path
+            if n_calls > 0 and self._gated:
+                self._resync(hist, base + len(q), first + ctx)
+            return self._run(q)
+        pending = np.concatenate((self._pending, q)) if len(self._pending) else q
+        self._n_frames += len(q)
+        self._pending = pending[n_calls * block:]
         rows: list[np.ndarray] = []
         counts: list[np.ndarray] = []
+        computed = False  # did any block of this call go through the model?
         i = 0
         while i < n_calls:
             last = first + ctx + (i + 1) * block - 1  # stream index of the block's last frame
@@ -333,13 +374,15 @@ class StreamingRunner:
                 i = j
                 continue
             if self._gated:
-                self._resync(hist, first + ctx + i * block)
+                self._resync(hist, self._n_frames, first + ctx + i * block)
+            computed = True
             s = i * block
             raw = np.empty((block, self.n_labels), np.dtype(self._probs_q.dtype))
             self._invoke_blocks(pending[s:s + block + ctx], 1, raw)
             rows.append(self._dequantize_probs(raw))
             counts.append(np.arange(first + ctx + s + 1, first + ctx + s + block + 1, dtype=np.int64))
             i += 1
+        self.last_all_gated = n_calls > 0 and not computed and self._has_silence
         if not rows:
             return np.zeros((0, self.n_labels), np.float32), np.zeros(0, np.int64)
         post = np.concatenate(rows).astype(np.float32, copy=False)
@@ -348,7 +391,15 @@ class StreamingRunner:
         self.stats.frames_out += int(keep.sum())
         return post[keep], cnt[keep]
 
-    def _resync(self, hist: np.ndarray, next_frame: int) -> None:
+    def _pending_history(self) -> np.ndarray:
+        history = self._history
+        if len(history) > 1:
+            joined = np.concatenate(list(history))
+            history.clear()
+            history.append(joined)
+        return history[0]
+
+    def _resync(self, hist: np.ndarray, hist_end: int, next_frame: int) -> None:
         """Rebuild the state before stream frame ``next_frame`` after a gated stretch.
 
         Replays, from the zero state, the ``replay_blocks`` blocks of history that
@@ -358,7 +409,7 @@ class StreamingRunner:
         self._gated = False
         self.stats.resyncs += 1
         ctx, block = self.context_frames, self.block_frames
-        hist_start = self._n_frames - len(hist)  # stream index of hist[0]
+        hist_start = hist_end - len(hist)  # stream index of hist[0] (hist_end: one past its last frame)
         start = next_frame - ctx - self._replay_blocks * block
         while start < max(0, hist_start):
             start += block
@@ -387,13 +438,15 @@ def detect_frames(detector: "KeywordDetector", runner: StreamingRunner, audio: n
             keep = (counts - detector._n_window) % stride == 0
             posteriors, counts = posteriors[keep], counts[keep]
     if len(counts):
-        end_s = ((counts - 1) * detector._hop_samples + detector._window_samples) / detector.sample_rate_hz
-        detections = detector._smoother.update_many(posteriors, end_s)
+        smoother = detector._smoother
+        if not (runner.last_all_gated and smoother.idle):  # silence rows into an idle smoother change nothing
+            end_s = ((counts - 1) * detector._hop_samples + detector._window_samples) / detector.sample_rate_hz
+            detections = smoother.update_many(posteriors, end_s)
         for hit in detections:
             for cb in detector._callbacks:
                 cb(hit)
         detector.n_evaluations += len(counts)
-        detector.last_posteriors = posteriors[-1]
+        detector.last_posteriors = np.array(posteriors[-1], np.float32)
     if tel is not None:
         tel.observe(audio, frames, posteriors if len(counts) else None, detections)
     return detections
