@@ -131,16 +131,14 @@ class KeywordDetector:
         """Feed audio (int16 or float32 in [-1, 1], any length); return new detections."""
         audio = validate_audio(chunk, name="audio chunk")
         self.n_samples += audio.size
+        if self.streaming is not None:  # the streaming model's branch (kws_edge/streaming.py)
+            return self.streaming.detect(self, audio)
         frames = self._mfcc.process(audio)
         tel = self.telemetry
         if not len(frames):
             if tel is not None:
                 tel.observe(audio, frames)
             return []
-        if self.streaming is not None:
-            from .streaming import detect_frames
-
-            return detect_frames(self, self.streaming, audio, frames)
         prepared = self.model.prepare(frames)
         detections = []
         evaluated = [] if tel is not None else None

@@ -149,6 +149,9 @@ class StreamingRunner:
         if self.context_frames < 0:
             raise BundleError("streaming model's frame input is shorter than its output block")
         self.window_frames = features.frames_per_clip
+        self._window_samples = features.window_samples
+        self._hop_samples = features.hop_samples
+        self._no_frames = np.zeros((0, features.n_cepstra), np.float32)
         self.normalization = m.normalization
         self._mean, self._inv_std = (np.asarray(a, np.float32) for a in self.normalization._arrays)
         self._fq = io.frames
@@ -192,8 +195,34 @@ class StreamingRunner:
     def state_size(self) -> int:
         return int(self._io.state_in.shape[1])
 
+    def detect(self, detector: "KeywordDetector", audio: np.ndarray) -> list["Detection"]:
+        """The detector's streaming branch for one validated chunk of audio.
+
+        Audio is held back until the MFCC would complete a whole block of new
+        frames (MFCC is chunking-invariant, so this changes no result, only how
+        many calls the features and the model take: one per block, whatever the
+        chunk size). Then frames -> model -> smoother, via :func:`detect_frames`.
+        """
+        mf = detector._mfcc
+        self._audio.append(audio)
+        self._audio_samples += audio.size
+        n_total = mf.n_samples_seen + self._audio_samples
+        n_new = (0 if n_total < self._window_samples
+                 else 1 + (n_total - self._window_samples) // self._hop_samples) - mf.n_frames_emitted
+        if len(self._pending) + n_new - self.context_frames < self.block_frames:
+            if detector.telemetry is not None:
+                detector.telemetry.observe(audio, self._no_frames)
+            return []
+        parts = self._audio
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        parts.clear()
+        self._audio_samples = 0
+        return detect_frames(detector, self, audio, mf.process(joined))
+
     def reset(self) -> None:
         """Zero state; the next frame is the first of a new stream."""
+        self._audio: list[np.ndarray] = []  # validated audio held back until a block of frames completes
+        self._audio_samples = 0
         self._state = np.zeros(self._io.state_in.shape, self._state_dtype)
         self._zero_state = self._state.copy()
         self._zero_state.fill(self._io.state_in.zero_point if self._io.state_in.quantized else 0)
