@@ -146,8 +146,20 @@ def test_interrupt_fail_resume_reuse_and_reproducibility(tmp_path):
                                  "bundle", "report"]
 
     # 5. a pipeline setting changed: only the stages that depend on it run again
+    #    (and with --mlflow-uri, a tracking stage logs the result to a real local MLflow store)
     cfg.write_text(TINY.replace('sample_words = ["yes", "no"]', 'sample_words = ["no", "yes", "no"]'))
-    proc = subprocess.run([*args, "--json", "-q"], capture_output=True, text=True, env=_env(), timeout=600)
+    extra = []
+    try:
+        import mlflow  # noqa: F401
+
+        extra = ["--mlflow-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    except ImportError:
+        pass
+    proc = subprocess.run([*args, *extra, "--json", "-q"], capture_output=True, text=True, env=_env(), timeout=600,
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["reused"] == ["data", "train", "convert", "budget", "evaluate", "benchmark"]
+    summary = json.loads(proc.stdout)
+    assert summary["reused"] == ["data", "train", "convert", "budget", "evaluate", "benchmark"]
+    if extra:
+        assert summary["stages"]["track"]["model_version"] == "1"
     assert time.monotonic() - t0 < 600
