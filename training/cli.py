@@ -2,6 +2,11 @@
 
     kws-train --data DIR|synthetic --out RUN_DIR [--config FILE.toml] [--model NAME]
               [--epochs N] [--seed S] [--overwrite] [--workers N] [--no-cache] [--json]
+              [--strategy default|mirrored|multiworker]
+
+With ``--strategy multiworker`` every worker runs the same command with its own
+``TF_CONFIG``; only the chief writes RUN_DIR and prints the metrics (see
+:mod:`kws_edge.training.distribute`).
 
 Progress goes to stderr (click progress bars); the validation and test
 metrics are printed at the end (or as JSON with ``--json``). Errors are one
@@ -64,8 +69,11 @@ class _Bars:
 @click.option("--workers", type=int, default=None, help="Feature-extraction processes (default: cores, max 4).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
+              show_default=True, help="tf.distribute strategy; multiworker reads TF_CONFIG.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def train_command(data, out, config_path, model, epochs, seed, overwrite, workers, no_cache, as_json, quiet):
+def train_command(data, out, config_path, model, epochs, seed, overwrite, workers, no_cache, as_json, quiet,
+                  strategy):
     """Train a keyword-spotting model and write RUN_DIR (see docs/ARCHITECTURE.md)."""
     from .config import load_config
     from .fit import train
@@ -75,9 +83,17 @@ def train_command(data, out, config_path, model, epochs, seed, overwrite, worker
     bars = _Bars(enabled=not quiet and not as_json)
     start = time.perf_counter()
     try:
-        run = train(config, out, overwrite=overwrite, progress=bars, workers=workers, feature_cache=not no_cache)
+        run = train(config, out, overwrite=overwrite, progress=bars, workers=workers, feature_cache=not no_cache,
+                    strategy=strategy)
     finally:
         bars.close()
+    if strategy == "multiworker":
+        from .distribute import worker_role
+
+        role = worker_role(strategy)
+        if not role.is_chief:
+            click.echo(f"{role.name} of {role.num_workers} finished; the chief writes the run directory")
+            return
     metrics = run.metrics()
     if as_json:
         click.echo(json.dumps({"run_dir": str(run.path), "metrics": metrics}, indent=2))
