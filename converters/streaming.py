@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,10 +147,22 @@ def pseudo_streams(features: np.ndarray, *, n_streams: int, clips_per_stream: in
 
 
 def _quiet_convert(converter: Any) -> bytes:
-    # from_keras_model prints a large "Saved artifact at ..." block on stdout (Keras 3 exports a
-    # temporary SavedModel); library code does not print.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
+    """Convert without noise: Keras 3 prints a "Saved artifact at ..." block, the converter's C++ logs
+    "fully_quantize: ..." and calibration warns that tf.lite.Interpreter is deprecated; library code does
+    not print. On failure the last lines of that log go into the ConversionError."""
+    import warnings
+
+    from .quantize import captured_output
+
+    with captured_output() as log, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return converter.convert()
+        except Exception as exc:  # the converter raises many types; report one
+            error = exc
+    tail = " | ".join(line for line in (log[0] if log else "").splitlines()[-5:] if line.strip())
+    raise ConversionError(f"TFLite conversion of the streaming model failed: {type(error).__name__}: "
+                          f"{str(error).strip()[:400]}" + (f" [converter log: {tail[:400]}]" if tail else ""))
 
 
 def _float_tflite(stream_model: Any) -> bytes:
@@ -234,10 +245,7 @@ def convert_streaming(window_model: Any, representative_features: np.ndarray,
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    try:
-        model_bytes = _quiet_convert(converter)
-    except Exception as exc:  # the converter raises many types; report one
-        raise ConversionError(f"int8 conversion of the streaming model failed: {exc}") from None
+    model_bytes = _quiet_convert(converter)
     return StreamingConversion(model_bytes, float_bytes, "int8", len(pairs), layout(tcn).state_size,
                                tcn.block_frames, tcn.context_frames)
 
