@@ -303,8 +303,8 @@ class Distribution:
 
                     setattr(model, name, step)
         with self.scope():
-            history = model.fit(data, epochs=epochs, validation_data=validation_data, verbose=0,
-                                callbacks=list(callbacks) + self.callbacks())
+            history = model.fit(data, epochs=epochs, validation_data=validation_data, verbose=0, shuffle=False,
+                                callbacks=list(callbacks) + self.callbacks())  # the dataset shuffles
         try:  # Keras removed this worker's backup folder; drop the shared parent once it is empty
             self._backup_dir().parent.rmdir()
         except OSError:
