@@ -1,0 +1,113 @@
+"""The shipped default bundle (kws_edge/default_bundle): its manifest, and that the recipe reproduces it.
+
+* ``test_default_bundle_manifest``: fast, no data needed: the bundle loads, fits the size budgets of
+  issue 7 (model <= 24 KB, peak activations <= 16 KB), and carries its provenance, metrics,
+  validation-chosen thresholds and the CC BY 4.0 attribution.
+* ``test_default_bundle_on_real_clips``: realdata, seconds: the runtime classifies validation-speaker
+  clips as well as the manifest says.
+* ``test_recipe_reproduces_default_bundle``: realdata + slow (about 15 min on 2 cores): runs
+  ``training/recipes/make_default_bundle.sh`` (kws-train, kws-convert, finish) and checks the
+  reproduced model stays within 1 point of every shipped figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kws_edge.bundle import default_bundle_path, load_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "speech_commands_subset"
+MAX_MODEL_BYTES = 24 * 1024
+MAX_ACTIVATION_BYTES = 16 * 1024
+TOLERANCE = 0.01  # one point
+
+needs_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"{REAL_DATA} is not on this machine")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    if not (default_bundle_path() / "manifest.json").is_file():
+        pytest.skip("no default bundle in this checkout (kws_edge/default_bundle)")
+    return load_bundle(default_bundle_path())
+
+
+def test_default_bundle_manifest(shipped):
+    m = shipped.manifest
+    assert m.labels == ("_silence_", "_unknown_", "yes", "no") and m.keywords == ("yes", "no")
+    assert m.model.quantization == "int8"
+    assert len(shipped.model_bytes) <= MAX_MODEL_BYTES
+    assert 0 < m.model.peak_activation_bytes <= MAX_ACTIVATION_BYTES
+    assert "Speech Commands" in m.attribution and "CC BY 4.0" in m.attribution
+    assert len(m.provenance["data_sha256"]) == 64
+    assert m.provenance["config"]["exclude_words"]
+    assert isinstance(m.provenance["seed"], int)
+    for key in ("validation", "unseen_words", "streaming"):
+        assert key in m.metrics, key
+    assert set(m.detector.thresholds) == {"yes", "no"}
+    assert m.detector.thresholds == m.metrics["streaming"]["thresholds"]
+    report = m.metrics["streaming"]["report_stream"]
+    assert report["duration_s"] >= 30 * 60
+
+
+@needs_data
+@pytest.mark.realdata
+def test_default_bundle_on_real_clips(shipped):
+    """Validation-speaker keyword clips through the runtime's KwsModel: recall as in the manifest."""
+    from kws_edge.audio import read_wav
+    from kws_edge.model import KwsModel
+    from kws_edge.training.dataset import which_set
+
+    model = KwsModel(shipped)
+    cfg = shipped.manifest.provenance["config"]
+    for word in ("yes", "no"):
+        files = [f for f in sorted((REAL_DATA / word).glob("*.wav"))
+                 if which_set(f.name, cfg["validation_percentage"], cfg["testing_percentage"]) == "validation"]
+        assert len(files) > 50
+        pred = [model.labels[int(np.argmax(model.classify(read_wav(f).samples)))] for f in files]
+        recall = float(np.mean([p == word for p in pred]))
+        shipped_recall = shipped.manifest.metrics["validation"]["int8"]["recall"][word]
+        assert recall >= shipped_recall - TOLERANCE, (word, recall, shipped_recall)
+
+
+def _figures(metrics: dict) -> dict[str, float]:
+    v = metrics["validation"]["int8"]
+    stream = metrics["streaming"]["report_stream"]
+    return {
+        "validation accuracy": v["accuracy"],
+        "yes recall": v["recall"]["yes"],
+        "no recall": v["recall"]["no"],
+        "keyword false-accept rate": v["keyword_false_accept_rate"],
+        "unseen-word false-accept rate": metrics["unseen_words"]["keyword_false_accept_rate"],
+        "streaming false-reject rate": stream["false_reject_rate"],
+    }
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_recipe_reproduces_default_bundle(shipped, tmp_path):
+    out = tmp_path / "bundle"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(REPO / "training/recipes/make_default_bundle.sh"), str(REAL_DATA),
+                           str(tmp_path / "work"), str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    reproduced = load_bundle(out)
+    assert len(reproduced.model_bytes) <= MAX_MODEL_BYTES
+    assert reproduced.manifest.model.peak_activation_bytes <= MAX_ACTIVATION_BYTES
+    assert reproduced.manifest.provenance["data_sha256"] == shipped.manifest.provenance["data_sha256"]
+    got, want = _figures(reproduced.manifest.metrics), _figures(shipped.manifest.metrics)
+    off = {k: (got[k], want[k]) for k in want if abs(got[k] - want[k]) > TOLERANCE}
+    assert not off, f"reproduced figures more than 1 point from the shipped ones: {off}; summary {summary}"
+    fa_h = reproduced.manifest.metrics["streaming"]["report_stream"]["false_accepts_per_hour"]
+    shipped_fa_h = shipped.manifest.metrics["streaming"]["report_stream"]["false_accepts_per_hour"]
+    assert fa_h <= shipped_fa_h + 1.0 / (reproduced.manifest.metrics["streaming"]["report_stream"]["duration_s"] / 3600)
