@@ -75,9 +75,9 @@ class AugmentConfig:
     (fixed, seeded copies: the augmented set is the same for the same seed).
     """
 
-    copies: int = 2
-    noise_probability: float = 0.8
-    noise_snr_db: tuple[float, float] = (0.0, 30.0)
+    copies: int = 5
+    noise_probability: float = 0.5
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
     time_shift_ms: float = 100.0
     gain_db: tuple[float, float] = (-12.0, 6.0)
     dither_dbfs: float = -80.0
@@ -154,10 +154,11 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    epochs: int = 20
+    epochs: int = 8
     batch_size: int = 64
     learning_rate: float = 0.003
     weight_decay: float = 0.0
+    negative_class_weight: float = 2.0
     seed: int = 1234
     silence_percentage: float = 15.0
     unknown_percentage: float = 150.0
@@ -179,6 +180,8 @@ class TrainConfig:
             raise ConfigError("at least one keyword is needed")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs={self.epochs} and batch_size={self.batch_size} must be >= 1")
+        if not self.negative_class_weight > 0:
+            raise ConfigError(f"negative_class_weight={self.negative_class_weight} must be > 0")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
         if not self.learning_rate > 0:
