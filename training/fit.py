@@ -15,6 +15,7 @@ feature-cache statistics, sample counts, parameter count and versions.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import os
@@ -93,7 +94,7 @@ def _import_tf():
     return tf
 
 
-def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Progress | None):
+def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Progress | None, dist=None):
     tf = _import_tf()
     import keras
 
@@ -102,15 +103,22 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     fc = config.features
-    model = build_model(config.model, (fc.frames_per_clip, fc.n_cepstra), len(config.labels))
-    steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps), alpha=0.02)
-    if config.weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    else:
-        optimizer = keras.optimizers.Adam(schedule)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+
+    def build():
+        return build_model(config.model, (fc.frames_per_clip, fc.n_cepstra), len(config.labels))
+
+    distributed = dist is not None and not dist.is_default  # see kws_edge.training.distribute
+    with dist.scope() if distributed else contextlib.nullcontext():
+        model = build()
+        steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps),
+                                                          alpha=0.02)
+        if config.weight_decay > 0:
+            optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        else:
+            optimizer = keras.optimizers.Adam(schedule)
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
 
     class _Report(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -119,11 +127,21 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
 
     class_weight = None
     if config.negative_class_weight != 1.0:
+        if distributed:
+            from ..errors import ConfigError
+
+            raise ConfigError("negative_class_weight is not supported with a distribution strategy yet; "
+                              "train with --strategy default")
         class_weight = {i: (config.negative_class_weight if label in (SILENCE_LABEL, UNKNOWN_LABEL) else 1.0)
                         for i, label in enumerate(config.labels)}
-    hist = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
-                     validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[_Report()],
-                     class_weight=class_weight)
+    if distributed:
+        hist = dist.fit(model, x_train, y_train, global_batch_size=config.batch_size, seed=config.seed,
+                        epochs=config.epochs, validation_data=(x_val, y_val), callbacks=[_Report()])
+        model = dist.local_copy(model, build)  # saving and evaluation need no collectives
+    else:
+        hist = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
+                         validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[_Report()],
+                         class_weight=class_weight)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return model, history
 
@@ -135,7 +153,28 @@ def _predict(model, x: np.ndarray) -> np.ndarray:
 
 
 def train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False, progress: Progress | None = None,
-          workers: int | None = None, feature_cache: bool = True) -> rd.RunDir:
+          workers: int | None = None, feature_cache: bool = True, strategy: str = "default") -> rd.RunDir:
+    """Run the whole recipe and return the run directory (see :func:`_train`).
+
+    ``strategy`` (``default``, ``mirrored``, ``multiworker``; see
+    :mod:`kws_edge.training.distribute`) is set up before anything else. With
+    ``multiworker`` every worker runs this same call; only the chief writes
+    ``out_dir``, the others write to a temporary directory that is removed.
+    """
+    from .distribute import setup_distribution
+
+    dist = setup_distribution(strategy)  # ConfigError for a bad strategy / TF_CONFIG
+    write_dir = dist.write_dir(out_dir)
+    try:
+        run = _train(config, write_dir, overwrite=overwrite or not dist.is_chief, progress=progress,
+                     workers=workers, feature_cache=feature_cache, dist=dist)
+    finally:
+        dist.cleanup()
+    return run if dist.is_chief else rd.RunDir(Path(out_dir).expanduser())
+
+
+def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False, progress: Progress | None = None,
+           workers: int | None = None, feature_cache: bool = True, dist=None) -> rd.RunDir:
     """Run the whole recipe and return the complete run directory.
 
     Raises ``RunError`` (finished run without ``overwrite``), ``DataError``
@@ -205,7 +244,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False, 
     x_val, x_test = norm.apply(feats["validation"]), norm.apply(feats["test"])
 
     t0 = time.perf_counter()
-    model, history = _fit_keras(config, x_train, y_train, x_val, labels["validation"], progress)
+    resumed_from_epoch = dist.saved_epoch() if dist is not None and not dist.is_default else 0
+    model, history = _fit_keras(config, x_train, y_train, x_val, labels["validation"], progress, dist)
     timings["fit_s"] = time.perf_counter() - t0
 
     tmp = out / ".model-tmp.keras"
@@ -225,7 +265,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False, 
     plot_confusion_matrix(metrics["test"], out / rd.PLOTS / "confusion_matrix_test.png",
                           title=f"test: accuracy {100 * metrics['test']['accuracy']:.1f}%")
     timings["total_s"] = time.perf_counter() - t_start
-    _write_summary(out, config, index, stats, timings, model, len(x_train), negatives)
+    _write_summary(out, config, index, stats, timings, model, len(x_train), negatives,
+                   {**dist.describe(), "resumed_from_epoch": resumed_from_epoch} if dist is not None else None)
     run_info.update(status="complete", finished_utc=_utc_now())
     atomic_write_json(out / rd.RUN_JSON, run_info)
     return run
@@ -256,7 +297,8 @@ def _add_synthetic_negatives(index: DatasetIndex, config: TrainConfig, progress:
 
 
 def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: FeatureStats,
-                   timings: dict[str, float], model, n_train_samples: int, negatives: dict[str, Any]) -> None:
+                   timings: dict[str, float], model, n_train_samples: int, negatives: dict[str, Any],
+                   distribution: dict[str, Any] | None = None) -> None:
     import keras
     import tensorflow as tf
 
@@ -265,6 +307,7 @@ def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: F
         "counts": index.counts(),
         "n_skipped": len(index.skipped),
         "synthetic_negatives": negatives,
+        "distribution": distribution or {"strategy": "default"},
         "n_train_samples": int(n_train_samples),
         "augmented_copies": config.augment.copies,
         "feature_cache": {"clips": stats.n_clips, "hits": stats.cache_hits, "computed": stats.computed},
