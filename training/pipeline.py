@@ -669,7 +669,8 @@ def _test_stream(run_dir: Path, *, minutes: float, seed: int, sample_rate_hz: in
         pos = start + clip.size
     audio = np.concatenate(pieces)
     audio = audio + rng.normal(0, 10 ** (-60 / 20), audio.size).astype(np.float32)  # faint floor noise
-    return np.clip(audio, -1, 1).astype(np.float32), events
+    distinct = len({f["path"] for f in files if f["label"] in keywords})
+    return np.clip(audio, -1, 1).astype(np.float32), events, distinct
 
 
 def _score_events(detections: list[tuple[str, float]], events: list[dict[str, Any]], hours: float) -> dict[str, Any]:
@@ -705,7 +706,7 @@ def _streaming_evaluation(bundle_dir: Path, run_dir: Path, ev_dir: Path, *, minu
 
     det = KeywordDetector.from_bundle(bundle_dir)
     fc = det.model.features
-    audio, events = _test_stream(run_dir, minutes=minutes, seed=seed, sample_rate_hz=fc.sample_rate_hz,
+    audio, events, distinct = _test_stream(run_dir, minutes=minutes, seed=seed, sample_rate_hz=fc.sample_rate_hz,
                                  keywords=det.keywords)
     hop = fc.hop_samples
     posts, times = [], []
@@ -738,6 +739,7 @@ def _streaming_evaluation(bundle_dir: Path, run_dir: Path, ev_dir: Path, *, minu
                    title=f"DET curve, {audio.size / fc.sample_rate_hz / 60:.1f} min, {len(events)} keywords")
     result = {
         "audio_s": round(audio.size / fc.sample_rate_hz, 2), "n_keywords": len(events),
+        "distinct_keyword_clips": distinct,
         "keywords": {k: sum(e["label"] == k for e in events) for k in det.keywords},
         "tolerance_s": TOLERANCE_S, "target_false_accepts_per_hour": TARGET_FA_PER_HOUR,
         "det_curve": points, "selected": selected,

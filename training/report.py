@@ -192,7 +192,8 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     d.heading("Streaming evaluation")
     if streaming:
         d.para(f"{_num(streaming.get('audio_s'), '{:.0f}')} s of audio with {_num(streaming.get('n_keywords'))} "
-               f"keywords; a detection within the tolerance window of a keyword is a hit "
+               f"keywords ({streaming.get('distinct_keyword_clips', 'n/a')} distinct keyword clips of the test split, "
+               f"repeated as needed); a detection within the tolerance window of a keyword is a hit "
                f"(tolerance {streaming.get('tolerance_s', 'n/a')} s).")
         d.table(["threshold", "false-reject rate", "false accepts per hour"],
                 [[_num(p.get("threshold"), "{:.3g}"), _pct(p.get("false_reject_rate")),
