@@ -153,9 +153,11 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(runs):
     assert multi.run["data_sha256"] == single.run["data_sha256"]
 
 
-def test_second_run_reads_every_clean_feature_from_the_cache(runs):
+def test_second_run_reads_every_feature_from_the_cache(runs):
     base, _ = runs
     first = json.loads((base / "single" / "training_summary.json").read_text())["feature_cache"]
     again = json.loads((base / "multi" / "training_summary.json").read_text())["feature_cache"]
     assert first["computed"] == first["clips"] > 0 and first["hits"] == 0
-    assert again == {"clips": first["clips"], "hits": first["clips"], "computed": 0}
+    assert first["augmented_computed"] > 0 and first["augmented_hits"] == 0
+    assert again == {"clips": first["clips"], "hits": first["clips"], "computed": 0,
+                     "augmented_hits": first["augmented_computed"], "augmented_computed": 0}

@@ -69,6 +69,10 @@ __all__ = [
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 _WORKER_TYPES = ("chief", "worker")
+#: how long the coordination service waits for a worker's heartbeat before failing the cluster
+#: (TensorFlow's default is 10 s, which a busy machine can miss while tracing; a dead worker is
+#: still detected, just later)
+HEARTBEAT_TIMEOUT_S = 120
 _ADDRESS = re.compile(r"^\[?[A-Za-z0-9_.:\-]+\]?:(\d{1,5})$")
 
 
@@ -236,11 +240,20 @@ class Distribution:
             raise ConfigError(f"only {n_examples} training examples for a global batch of {global_batch_size}; "
                               "lower batch_size (distributed training drops the last partial batch)")
 
-    def dataset(self, x: np.ndarray, y: np.ndarray, *, global_batch_size: int, seed: int):
-        """Seeded shuffle, global batches (remainder dropped), distributed with auto-shard policy DATA."""
+    def dataset(self, x: np.ndarray, y: np.ndarray, *, global_batch_size: int, seed: int,
+                class_weight: Mapping[int, float] | None = None):
+        """Seeded shuffle, global batches (remainder dropped), distributed with auto-shard policy DATA.
+
+        ``class_weight`` becomes a per-example sample weight (what Keras does
+        with ``class_weight`` for arrays), so weighted losses stay exact.
+        """
         tf = _import_tf()
         self.check_batch(global_batch_size, len(x))
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if class_weight:
+            w = np.array([class_weight.get(int(c), 1.0) for c in y], np.float32)
+            ds = tf.data.Dataset.from_tensor_slices((x, y, w))
+        else:
+            ds = tf.data.Dataset.from_tensor_slices((x, y))
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(global_batch_size, drop_remainder=True).prefetch(2)
         options = tf.data.Options()
@@ -274,7 +287,7 @@ class Distribution:
             return 0
 
     def fit(self, model, x: np.ndarray, y: np.ndarray, *, global_batch_size: int, seed: int, epochs: int,
-            validation_data, callbacks: list):
+            validation_data, callbacks: list, class_weight: Mapping[int, float] | None = None):
         """``model.fit`` on :meth:`dataset` with :meth:`callbacks`; ``model`` was built and compiled in :meth:`scope`.
 
         Two work-arounds for Keras 3 (3.15) with MultiWorkerMirroredStrategy
@@ -290,7 +303,7 @@ class Distribution:
         them with shape (1,), so the reduction is the mean over replicas (the
         global-batch mean: every replica has the same per-replica batch).
         """
-        data = self.dataset(x, y, global_batch_size=global_batch_size, seed=seed)
+        data = self.dataset(x, y, global_batch_size=global_batch_size, seed=seed, class_weight=class_weight)
         with self.scope():
             model.optimizer.build(model.trainable_variables)
         if self.name == "multiworker":
@@ -334,9 +347,36 @@ def setup_distribution(strategy: str = "default") -> Distribution:
         return Distribution(strategy, role, tf.distribute.MirroredStrategy())
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+    if role.num_workers > 1:
+        _configure_coordination(tf, role)
     try:
         strat = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot start MultiWorkerMirroredStrategy as {role.name} of {role.num_workers} "
                           f"({exc}); check TF_CONFIG and that this process is the first to use TensorFlow") from None
     return Distribution(strategy, role, strat)
+
+
+def _configure_coordination(tf, role: WorkerRole) -> None:
+    """Configure TensorFlow's coordination service as MultiWorkerMirroredStrategy would, with a longer heartbeat.
+
+    Uses the same (internal) call the strategy makes when the service is not
+    configured yet; if that API moves, the strategy's own defaults apply.
+    """
+    try:
+        from tensorflow.core.protobuf import coordination_config_pb2
+        from tensorflow.python.eager import context
+
+        jobs = {}
+        cluster = json.loads(os.environ["TF_CONFIG"])["cluster"]
+        for job in _WORKER_TYPES:
+            if cluster.get(job):
+                jobs[job] = len(cluster[job])
+        leader = "/job:chief/replica:0/task:0" if "chief" in jobs else "/job:worker/replica:0/task:0"
+        if context.context().coordination_service is None:
+            context.context().configure_coordination_service(
+                service_type="standalone", service_leader=leader,
+                heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000,
+                coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=j, num_tasks=n) for j, n in jobs.items()])
+    except (ImportError, AttributeError, TypeError, KeyError, ValueError):  # pragma: no cover - TF internals moved
+        return

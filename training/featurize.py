@@ -48,6 +48,9 @@ class FeatureStats:
     n_clips: int = 0
     cache_hits: int = 0
     computed: int = 0
+    #: augmented copies read from / computed for the whole-set augmentation cache
+    augmented_hits: int = 0
+    augmented_computed: int = 0
 
 
 # ---- worker side -----------------------------------------------------------------------------
@@ -195,16 +198,63 @@ def clean_features(root: Path, clips: list[Clip], config: TrainConfig, noise_fil
     return out
 
 
+#: TrainConfig fields that cannot change the audio or features of a clip (left out of the augmentation key)
+_TRAINING_ONLY = ("model", "epochs", "batch_size", "learning_rate", "weight_decay", "representative_samples")
+
+
+def _augmented_cache_path(clips: list[Clip], config: TrainConfig, noise_files: list[dict], split: str) -> Path:
+    """``$KWS_EDGE_CACHE/augmented/<key>.npy``: key = config (minus training-only fields), split, clips, noise."""
+    import hashlib
+    import json
+
+    from ..config import to_dict
+
+    cfg = {k: v for k, v in to_dict(config).items() if k not in _TRAINING_ONLY}
+    h = hashlib.sha256(json.dumps({"config": cfg, "split": split, "noise": sorted(n["sha256"] for n in noise_files)},
+                                  sort_keys=True).encode())
+    for c in clips:
+        h.update(c.key().encode())
+    return cache_root() / "augmented" / f"{h.hexdigest()}.npy"
+
+
 def augmented_features(root: Path, clips: list[Clip], config: TrainConfig, noise_files: list[dict], *,
                        split: str = "train", workers: int | None = None,
-                       progress: Progress | None = None) -> np.ndarray:
-    """``config.augment.copies`` augmented copies per clip, clip-major [shape=(n*copies, frames, n_cepstra)]."""
+                       progress: Progress | None = None, cache: bool = False,
+                       stats: FeatureStats | None = None) -> np.ndarray:
+    """``config.augment.copies`` augmented copies per clip, clip-major [shape=(n*copies, frames, n_cepstra)].
+
+    The whole set is cached (one ``.npy`` keyed by everything it depends on),
+    so a second run, or another worker of a multi-worker run on the same
+    machine, does not recompute it.
+    """
     copies = config.augment.copies
     fc = config.features
     if copies == 0 or not clips:
         return np.zeros((0, fc.frames_per_clip, fc.n_cepstra), np.float32)
+    n = len(clips) * copies
+    path = _augmented_cache_path(clips, config, noise_files, split) if cache else None
+    if path is not None and path.is_file():
+        try:
+            arr = np.load(path)
+            if arr.shape == (n, fc.frames_per_clip, fc.n_cepstra) and arr.dtype == np.float32:
+                if stats is not None:
+                    stats.augmented_hits += n
+                if progress:
+                    progress(n, n)
+                return arr
+        except (OSError, ValueError):
+            pass
     tasks = [(k, clips[k:k + _CHUNK], copies, config.seed) for k in range(0, len(clips), _CHUNK)]
     init = (str(root), config, noise_files, split)
     results = _run(_augment_task, tasks, [len(t[1]) * copies for t in tasks], init,
-                   _workers(len(clips) * copies, workers), progress, len(clips) * copies)
-    return np.concatenate(results).astype(np.float32)
+                   _workers(n, workers), progress, n)
+    out = np.concatenate(results).astype(np.float32)
+    if stats is not None:
+        stats.augmented_computed += n
+    if path is not None:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, out)
+        atomic_write_bytes(path, buf.getvalue())
+    return out

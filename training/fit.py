@@ -127,16 +127,12 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
 
     class_weight = None
     if config.negative_class_weight != 1.0:
-        if distributed:
-            from ..errors import ConfigError
-
-            raise ConfigError("negative_class_weight is not supported with a distribution strategy yet; "
-                              "train with --strategy default")
         class_weight = {i: (config.negative_class_weight if label in (SILENCE_LABEL, UNKNOWN_LABEL) else 1.0)
                         for i, label in enumerate(config.labels)}
     if distributed:
         hist = dist.fit(model, x_train, y_train, global_batch_size=config.batch_size, seed=config.seed,
-                        epochs=config.epochs, validation_data=(x_val, y_val), callbacks=[_Report()])
+                        epochs=config.epochs, validation_data=(x_val, y_val), callbacks=[_Report()],
+                        class_weight=class_weight)
         model = dist.local_copy(model, build)  # saving and evaluation need no collectives
     else:
         hist = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
@@ -222,7 +218,8 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
         done_before += len(clips)
     labels = {s: _labels_of(clips, config) for s, clips in splits.items()}
     cb = (lambda d, t: progress("augment", d, t)) if progress else None
-    x_aug = augmented_features(index.root, splits["train"], config, index.noise_files, workers=workers, progress=cb)
+    x_aug = augmented_features(index.root, splits["train"], config, index.noise_files, workers=workers, progress=cb,
+                               cache=feature_cache, stats=stats)
     y_aug = np.repeat(labels["train"], config.augment.copies)
     timings["features_s"] = time.perf_counter() - t0
 
@@ -310,7 +307,8 @@ def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: F
         "distribution": distribution or {"strategy": "default"},
         "n_train_samples": int(n_train_samples),
         "augmented_copies": config.augment.copies,
-        "feature_cache": {"clips": stats.n_clips, "hits": stats.cache_hits, "computed": stats.computed},
+        "feature_cache": {"clips": stats.n_clips, "hits": stats.cache_hits, "computed": stats.computed,
+                          "augmented_hits": stats.augmented_hits, "augmented_computed": stats.augmented_computed},
         "model": {"architecture": config.model.architecture, "parameters": int(model.count_params())},
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "versions": {"kws_edge": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
