@@ -19,7 +19,9 @@ def test_log_pipeline_to_sqlite_store(tmp_path, monkeypatch):
 
     from kws_edge.training.tracking import log_pipeline
 
-    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts of a sqlite store under ./mlruns
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # artifacts must go beside the database, not into the current directory
     out = make_pipeline_folder(tmp_path / "out")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = log_pipeline(out, uri)
@@ -48,6 +50,7 @@ def test_log_pipeline_to_sqlite_store(tmp_path, monkeypatch):
     versions = client.search_model_versions("name='demo'")
     assert sorted(str(v.version) for v in versions) == ["1", "2"]
     assert {v.run_id for v in versions} == {first["run_id"], second["run_id"]}
+    assert (tmp_path / "mlartifacts").is_dir() and not any(cwd.iterdir())
 
 
 def test_missing_bundle_is_one_clear_error(tmp_path):

@@ -77,6 +77,10 @@ def log_pipeline(out_dir: str | Path, tracking_uri: Optional[str], *, experiment
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     try:
+        if tracking_uri and tracking_uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
+            # keep a local store's artifacts beside its database, not in the current directory
+            db = Path(tracking_uri[len("sqlite:///"):]).expanduser().resolve()
+            mlflow.create_experiment(experiment, artifact_location=(db.parent / "mlartifacts").as_uri())
         mlflow.set_experiment(experiment)
     except Exception as exc:  # MLflow raises its own exception types for a bad store
         raise KwsError(f"cannot use MLflow tracking URI {tracking_uri!r}: {exc}") from None
