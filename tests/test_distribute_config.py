@@ -128,6 +128,7 @@ def test_cli_bad_cluster_is_one_line_and_writes_nothing(tmp_path, monkeypatch, c
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # ~15 s of CPU, but 2 minutes wall on the shared 2-core box
 def test_restarted_run_resumes_at_the_saved_epoch(tmp_path, monkeypatch):
     """BackupAndRestore: a run stopped after epoch 2 of 4 resumes at epoch 2 when started again."""
     pytest.importorskip("tensorflow")

@@ -12,7 +12,8 @@ averages the loss over 32 examples, two replicas average 16 each, scale by 1/2
 and all-reduce the gradients. That rounding (~1e-7 relative per step) is
 amplified a little by Adam over the steps; the weights must agree within
 ``WEIGHT_ATOL`` and the predicted classes of every validation and test clip
-must be identical.
+must be identical. The recipe keeps the default negative_class_weight (2.0),
+which a distributed run applies as per-example sample weights.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow  # three kws-train processes: ~45 s of CPU, 4-6 min wall on the shared 2-core box
 
 from _training_data import make_folder  # noqa: E402
 from conftest import kws_subprocess_env  # noqa: E402
 
-WEIGHT_ATOL = 1e-4
+WEIGHT_ATOL = 1e-5  # measured: 2e-7 largest difference after 3 epochs (9 steps)
 TIMEOUT_S = 600
 
 RECIPE = """\
