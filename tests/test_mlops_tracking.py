@@ -13,6 +13,7 @@ from test_mlops_report import TONE_BUNDLE, make_pipeline_folder  # noqa: E402
 pytestmark = pytest.mark.skipif(not (TONE_BUNDLE / "manifest.json").exists(), reason="tests/data/tone_bundle is missing")
 
 
+@pytest.mark.slow  # ~12 s of CPU, but creating the sqlite store (alembic migrations) took 48-135 s wall on a busy disk
 def test_log_pipeline_to_sqlite_store(tmp_path, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient
