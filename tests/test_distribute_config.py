@@ -7,11 +7,8 @@ the resume test, which uses a one-replica MirroredStrategy in this process).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-
-from kws_edge.errors import ConfigError
 from kws_edge.training.distribute import (
     Distribution,
     WorkerRole,
@@ -19,6 +16,8 @@ from kws_edge.training.distribute import (
     parse_tf_config,
     worker_role,
 )
+
+from kws_edge.errors import ConfigError
 
 
 def _tf_config(cluster, task) -> str:
@@ -135,7 +134,6 @@ def test_restarted_run_resumes_at_the_saved_epoch(tmp_path, monkeypatch):
     import dataclasses
 
     from _training_data import make_folder
-
     from kws_edge.training.config import TrainConfig
     from kws_edge.training.fit import train
     from kws_edge.training.models import preset

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 from _training_data import make_folder
-
 from kws_edge.training.config import TrainConfig
 from kws_edge.training.dataset import index_dataset
 from kws_edge.training.featurize import FeatureStats, augmented_features, clean_features
@@ -27,8 +26,8 @@ def test_augmented_copies_are_cached_and_keyed_by_what_they_depend_on(tmp_path, 
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.float32 and a.shape == (n, 49, 10)
     # training-only fields share the entry; the seed, the augmentation and the clip list do not
-    for changed, hit in [(dict(epochs=3, batch_size=8), True), (dict(seed=99), False),
-                         (dict(augment=dataclasses.replace(cfg.augment, gain_db=(-3.0, 3.0))), False)]:
+    for changed, hit in [({"epochs": 3, "batch_size": 8}, True), ({"seed": 99}, False),
+                         ({"augment": dataclasses.replace(cfg.augment, gain_db=(-3.0, 3.0))}, False)]:
         stats = FeatureStats()
         augmented_features(root, clips, dataclasses.replace(cfg, **changed), idx.noise_files, workers=1, stats=stats, cache=True)
         assert (stats.augmented_hits == n) is hit, changed

@@ -19,7 +19,6 @@ which a distributed run applies as per-example sample weights.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -32,8 +31,8 @@ import pytest
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.slow  # three kws-train processes: ~45 s of CPU, 4-6 min wall on the shared 2-core box
 
-from _training_data import make_folder  # noqa: E402
-from conftest import kws_subprocess_env  # noqa: E402
+from _training_data import make_folder
+from conftest import kws_subprocess_env
 
 WEIGHT_ATOL = 1e-5  # measured: 2e-7 largest difference after 3 epochs (9 steps)
 TIMEOUT_S = 600

@@ -49,9 +49,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -59,12 +60,12 @@ from ..errors import BackendUnavailableError, ConfigError
 
 __all__ = [
     "STRATEGIES",
-    "WorkerRole",
-    "parse_tf_config",
-    "worker_role",
     "Distribution",
-    "setup_distribution",
+    "WorkerRole",
     "backup_dir_for",
+    "parse_tf_config",
+    "setup_distribution",
+    "worker_role",
 ]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -309,12 +310,8 @@ class Distribution:
         if self.name == "multiworker":
             model._distribute_strategy = None  # work-around (1), see above
             if self.role.num_workers > 1:  # work-around (2)
-                tf = _import_tf()
                 for name in ("train_step", "test_step"):
-                    def step(data, _step=getattr(model, name)):
-                        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), _step(data))
-
-                    setattr(model, name, step)
+                    setattr(model, name, _logs_as_vectors(getattr(model, name)))
         with self.scope():
             history = model.fit(data, epochs=epochs, validation_data=validation_data, verbose=0, shuffle=False,
                                 callbacks=list(callbacks) + self.callbacks())  # the dataset shuffles
@@ -330,6 +327,16 @@ class Distribution:
         plain = build()
         plain.set_weights([np.asarray(w) for w in model.get_weights()])
         return plain
+
+
+def _logs_as_vectors(step):
+    """Wrap a Keras step function so its logs have shape (1,) (see :meth:`Distribution.fit`)."""
+    tf = _import_tf()
+
+    def wrapped(data):
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+    return wrapped
 
 
 def setup_distribution(strategy: str = "default") -> Distribution:
