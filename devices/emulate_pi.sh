@@ -235,4 +235,4 @@ EOF
     log "done: $VARIANT matches x86"
 }
 
-main "$@"
+main "$@"; exit $?  # never read past this line (the file may change during a long run)
