@@ -162,3 +162,46 @@ def test_second_run_reads_every_feature_from_the_cache(runs):
     assert first["augmented_computed"] > 0 and first["augmented_hits"] == 0
     assert again == {"clips": first["clips"], "hits": first["clips"], "computed": 0,
                      "augmented_hits": first["augmented_computed"], "augmented_computed": 0}
+
+
+def test_killed_cluster_resumes_from_each_workers_backup(runs):
+    """Both workers are killed (SIGKILL) once epoch 2 is backed up, then restarted: they resume at epoch 2."""
+    base, _ = runs
+    recipe = base / "recipe8.toml"
+    recipe.write_text(RECIPE.replace("epochs = 3", "epochs = 8"))
+    env = kws_subprocess_env()
+    env["KWS_EDGE_CACHE"] = str(base / "cache")
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    args = ["--data", str(base / "data"), "--config", str(recipe), "--strategy", "multiworker", "-q",
+            "--workers", "1", "--out", str(base / "killed")]
+    envs = [dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+            for i in range(2)]
+    metas = [base / "killed.backup" / f"worker-{i}" / "training_metadata.json" for i in range(2)]
+
+    def saved(path: Path) -> int:
+        try:
+            return json.loads(path.read_text())["epoch"]
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    procs = [_kws_train(args, e) for e in envs]
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while min(saved(m) for m in metas) < 2:
+            assert all(p.poll() is None for p in procs), "a worker ended before epoch 2 was backed up"
+            assert time.monotonic() < deadline, "no backup of epoch 2 in time"
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
+    epoch = min(saved(m) for m in metas)
+    assert 2 <= epoch < 8 and json.loads((base / "killed" / "run.json").read_text())["status"] == "incomplete"
+    results = _finish([_kws_train(args, e) for e in envs])
+    assert [r[0] for r in results] == [0, 0], results[0][2][-3000:] + results[1][2][-3000:]
+    run = _load(base / "killed")
+    summary = json.loads((run.path / "training_summary.json").read_text())
+    assert summary["distribution"]["resumed_from_epoch"] == epoch
+    assert len(run.history()["loss"]) == 8 - epoch
+    assert not (base / "killed.backup").exists()
