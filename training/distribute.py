@@ -36,8 +36,14 @@ What a distributed run does (everything here is TensorFlow's, nothing home-made)
 * After fit, every worker copies the weights into a plain, undistributed model
   for saving and evaluation, so nothing after training needs collectives.
 
-Known limits: BatchNorm statistics are per replica and dropout masks are drawn
-per replica, so models with BatchNorm or dropout match a one-worker run only
+Known limits: each worker resumes from its own backup, so a worker killed in
+the few milliseconds between two workers' end-of-epoch saves can leave backups
+one epoch apart, and the restarted cluster then fails (TODO: agree on the
+smallest saved epoch with a collective before fit). A chief that fails before
+training (e.g. a finished --out without --overwrite) leaves the other workers
+waiting until the coordination heartbeat times out (``HEARTBEAT_TIMEOUT_S``).
+The training arrays are held in memory on every worker. BatchNorm statistics
+are per replica and dropout masks are drawn per replica, so models with BatchNorm or dropout match a one-worker run only
 statistically; without them (e.g. ``tiny_conv`` with ``dropout = 0``) they match
 within float summation order (tests/test_distribute_multiworker.py).
 """
