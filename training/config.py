@@ -76,8 +76,8 @@ class AugmentConfig:
     """
 
     copies: int = 5
-    noise_probability: float = 0.5
-    noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    noise_probability: float = 0.8
+    noise_snr_db: tuple[float, float] = (0.0, 30.0)
     time_shift_ms: float = 100.0
     gain_db: tuple[float, float] = (-12.0, 6.0)
     dither_dbfs: float = -80.0
@@ -158,7 +158,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 0.003
     weight_decay: float = 0.0
-    negative_class_weight: float = 2.0
+    negative_class_weight: float = 1.0
     seed: int = 1234
     silence_percentage: float = 15.0
     unknown_percentage: float = 150.0
