@@ -14,13 +14,16 @@ export TF_CPP_MIN_LOG_LEVEL=2
 echo "== tests (fast suite)"
 python -m pytest -q -p no:randomly --junitxml="$artifacts/tests.xml"
 
+echo "== slow tests (two-worker training, whole pipeline, MLflow store, streaming int8 conversion)"
+python -m pytest -q -p no:randomly -m "slow and not realdata" --junitxml="$artifacts/slow.xml"
+
 echo "== benchmarks and latency gates"
 python -m pytest -q benchmarks/ --benchmark-json="$artifacts/benchmarks.json"
 
 data="../shared/data/speech_commands_subset"
 if [ -d "$data" ]; then
   echo "== real-data checks on $data"
-  python -m pytest -q -m "realdata" --junitxml="$artifacts/realdata.xml"
+  python -m pytest -q -rxX -s -m "realdata" --junitxml="$artifacts/realdata.xml"
 else
   echo "== real-data checks skipped: $data is not on this machine"
 fi
