@@ -20,8 +20,11 @@ from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover - Python 3.9/3.10 on older Pi OS
-    tomllib = None
+else:  # pragma: no cover - Python 3.9/3.10 on older Pi OS: the tomli backport, same API
+    try:
+        import tomli as tomllib
+    except ImportError:
+        tomllib = None
 
 __all__ = ["to_dict", "from_dict", "load_toml", "config_hash"]
 
@@ -141,7 +144,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file; a missing file or bad syntax raises ``ConfigError``."""
     path = Path(path)
     if tomllib is None:  # pragma: no cover
-        raise ConfigError("TOML config files need Python 3.11 or newer")
+        raise ConfigError("reading TOML on Python < 3.11 needs the tomli package: pip install tomli")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
