@@ -20,7 +20,7 @@ extra=()
 [[ -n "${EPOCHS:-}" ]] && extra+=(--epochs "$EPOCHS")
 mkdir -p "$work"
 echo "[1/3] kws-train -> $work/run" >&2
-kws-train --data "$data" --config "$here/yes_no_real.toml" --out "$work/run" --overwrite -q "${extra[@]}"
+kws-train --data "$data" --config "$here/yes_no_real.toml" --out "$work/run" --overwrite -q "${extra[@]}" >&2
 echo "[2/3] kws-convert -> $work/converted" >&2
 # The run's test split is tiny on the shared subset (its official-test speakers were removed), so the
 # parity gate is loose here; finish_default_bundle.py measures float and int8 on the validation split.
