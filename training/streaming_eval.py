@@ -127,26 +127,44 @@ def build_stream(root: Path, clips: list[Clip], train_config: TrainConfig, noise
     return TestStream(samples=np.clip(out, -1.0, 1.0).astype(np.float32), sample_rate_hz=sr, events=events)
 
 
+class _PosteriorRecorder:
+    """A telemetry stand-in that keeps every evaluated posterior row the detector reports.
+
+    Both detector paths hand their evaluated rows to ``telemetry.observe`` once per chunk (the
+    streaming model evaluates a block of hops per call), so this sees every row, in order.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+
+    def observe(self, audio, frames, posteriors=None, detections=()) -> None:  # noqa: ANN001
+        if posteriors is not None and len(posteriors):
+            self.rows.append(np.asarray(posteriors, np.float32))
+
+
 def run_detector(bundle: Bundle, stream: TestStream, config: DetectorConfig | None = None, *,
                  num_threads: int = 1) -> tuple[list[Detection], np.ndarray, np.ndarray]:
-    """Feed the stream hop by hop through a real ``KeywordDetector``.
+    """Feed the stream hop by hop through a real ``KeywordDetector`` (window or streaming model).
 
-    Returns ``(detections, posteriors [n_evals, n_labels], times_s [n_evals])``.
+    Returns ``(detections, posteriors [n_evals, n_labels], times_s [n_evals])``; every evaluated
+    posterior is returned, and evaluation ``e`` ends at frame ``frames_per_clip + e * stride_hops``
+    (the detector's contract for both paths).
     """
-    det = KeywordDetector(bundle, config=config, num_threads=num_threads)
-    hop = det.model.features.hop_samples
+    recorder = _PosteriorRecorder()
+    det = KeywordDetector(bundle, config=config, num_threads=num_threads, telemetry=recorder)
+    fc = det.model.features
+    hop = fc.hop_samples
     detections: list[Detection] = []
-    posts, times = [], []
     samples = stream.samples
     for start in range(0, len(samples), hop):
-        before = det.n_evaluations
         detections += det.process(samples[start:start + hop])
-        if det.n_evaluations > before:
-            posts.append(det.last_posteriors.copy())
-            fc = det.model.features
-            end_sample = (det._n_frames - 1) * fc.hop_samples + fc.window_samples
-            times.append(end_sample / fc.sample_rate_hz)
-    return detections, np.asarray(posts, np.float32), np.asarray(times, np.float64)
+    n_labels = len(det.labels)
+    posts = np.concatenate(recorder.rows) if recorder.rows else np.zeros((0, n_labels), np.float32)
+    if len(posts) != det.n_evaluations:
+        raise RuntimeError(f"recorded {len(posts)} posteriors for {det.n_evaluations} evaluations")
+    counts = fc.frames_per_clip + np.arange(len(posts)) * det.config.stride_hops
+    times = ((counts - 1) * hop + fc.window_samples) / fc.sample_rate_hz
+    return detections, posts.reshape(-1, n_labels), times.astype(np.float64)
 
 
 def score_detections(detections: list[Detection], events: list[dict], keywords: tuple[str, ...], duration_s: float,
