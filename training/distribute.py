@@ -177,12 +177,9 @@ def backup_dir_for(out_dir: str | Path, role: WorkerRole) -> Path:
 
 
 def _import_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise BackendUnavailableError("training needs TensorFlow: pip install 'kws-edge[train]'") from None
-    return tf
+    from .fit import _import_tf as import_tf  # one place says how TF is imported and what to install
+
+    return import_tf()
 
 
 class Distribution:
