@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "STRATEGIES",
