@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import aiohttp  # noqa: E402
 
 import make_tone_bundle as tones  # noqa: E402
 from kws_edge.audio import write_wav  # noqa: E402
+from test_serve_server import start_serve  # noqa: E402  (tests/ is on sys.path under pytest)
 
 HERE = Path(__file__).resolve().parent
 TONE_BUNDLE = HERE / "data" / "tone_bundle"
@@ -129,18 +129,6 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-def start_serve(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-c", "from kws_edge.cli import main; main()", "serve", "--port", "0",
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("open "):
-            return proc, line.split()[1]
-        if not line and proc.poll() is not None:
-            raise AssertionError(f"kws serve exited {proc.returncode}: {proc.stderr.read()}")
-    proc.kill()
-    raise AssertionError("kws serve printed no URL")
 
 
 CANVAS_PIXELS = "document.getElementById('chart').toDataURL('image/png')"

@@ -55,6 +55,25 @@ def _window_reference(model, feats: np.ndarray, cfg: sm.TcnConfig, n_rows: int) 
     return model.predict(windows, verbose=0), valid
 
 
+def _run_streaming_tflite(engine, feats: np.ndarray, cfg) -> np.ndarray:
+    """Feed normalised frames block by block (with context) through a streaming TFLite model, from zero state.
+
+    Tensors are told apart by rank: frames and probabilities are 3-D, the state 2-D.
+    """
+    frames_in = next(t for t in engine.inputs if len(t.shape) == 3)
+    state_in = next(t for t in engine.inputs if len(t.shape) == 2)
+    probs_out = next(t for t in engine.outputs if len(t.shape) == 3)
+    state_out = next(t for t in engine.outputs if len(t.shape) == 2)
+    state = np.zeros(state_in.shape, np.float32)
+    rows = []
+    for i in range((len(feats) - cfg.context_frames) // cfg.block_frames):
+        block = feats[i * cfg.block_frames:i * cfg.block_frames + cfg.block_frames + cfg.context_frames]
+        out = engine.run(*(block if t is frames_in else state for t in engine.inputs))
+        rows.append(out[engine.outputs.index(probs_out)][0])
+        state = out[engine.outputs.index(state_out)]
+    return np.concatenate(rows)
+
+
 def test_receptive_field_is_one_clip():
     cfg = sm.TcnConfig()
     assert cfg.receptive_field_frames == cfg.n_frames == 49
@@ -79,19 +98,8 @@ def test_float_tflite_streaming_equals_window_model():
     conv = convert_streaming(window, np.zeros((1, cfg.n_frames, cfg.n_cepstra), np.float32),
                              StreamingConversionConfig(quantize="float32", block_frames=2))
     engine = Engine(conv.model_bytes)
-    frames_in = next(t for t in engine.inputs if len(t.shape) == 3)
-    state_in = next(t for t in engine.inputs if len(t.shape) == 2)
-    probs_out = next(t for t in engine.outputs if len(t.shape) == 3)
-    state_out = next(t for t in engine.outputs if len(t.shape) == 2)
     feats = np.random.default_rng(4).standard_normal((50, cfg.n_cepstra)).astype(np.float32)
-    state = np.zeros(state_in.shape, np.float32)
-    rows = []
-    for i in range((len(feats) - cfg.context_frames) // cfg.block_frames):
-        block = feats[i * cfg.block_frames:i * cfg.block_frames + cfg.block_frames + cfg.context_frames]
-        out = engine.run(*(block if t is frames_in else state for t in engine.inputs))
-        rows.append(out[engine.outputs.index(probs_out)][0])
-        state = out[engine.outputs.index(state_out)]
-    rows = np.concatenate(rows)
+    rows = _run_streaming_tflite(engine, feats, cfg)
     ref, valid = _window_reference(window, feats, cfg, len(rows))
     np.testing.assert_allclose(rows[valid], ref, atol=ATOL, rtol=0)
 
@@ -108,17 +116,7 @@ def test_committed_float_streaming_model_equals_keras_window_model():
 
     audio = tone.stream([("yes", 1.0), ("no", 2.5), ("_unknown_", 4.0)], 6.0, np.random.default_rng(7))
     feats = bundle.manifest.normalization.apply(mfcc(audio, bundle.manifest.features))
-    frames_in = next(t for t in engine.inputs if len(t.shape) == 3)
-    probs_out = next(t for t in engine.outputs if len(t.shape) == 3)
-    state_out = next(t for t in engine.outputs if len(t.shape) == 2)
-    state = np.zeros(next(t for t in engine.inputs if len(t.shape) == 2).shape, np.float32)
-    rows = []
-    for i in range((len(feats) - cfg.context_frames) // cfg.block_frames):
-        block = feats[i * cfg.block_frames:i * cfg.block_frames + cfg.block_frames + cfg.context_frames]
-        out = engine.run(*(block if t is frames_in else state for t in engine.inputs))
-        rows.append(out[engine.outputs.index(probs_out)][0])
-        state = out[engine.outputs.index(state_out)]
-    rows = np.concatenate(rows)
+    rows = _run_streaming_tflite(engine, feats, cfg)
     ref, valid = _window_reference(window, feats, cfg, len(rows))
     np.testing.assert_allclose(rows[valid], ref, atol=ATOL, rtol=0)
     assert np.mean(rows[valid].argmax(1) == ref.argmax(1)) == 1.0
