@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import scipy.fft
 
-from .audio import to_float32
+from .audio import INT16_SCALE, to_float32
 from .errors import AudioFormatError, ConfigError
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 MS_PER_S = 1000.0
+_INT16_TO_FLOAT64 = 1.0 / INT16_SCALE
 
 
 @dataclass(frozen=True)
@@ -195,11 +197,19 @@ def _plan(config: MfccConfig) -> _Plan:
 
 
 def _cepstra(frames: np.ndarray, plan: _Plan) -> np.ndarray:
-    """MFCC of pre-emphasised, un-windowed frames [shape=(n, window_samples)]."""
+    """MFCC of pre-emphasised, un-windowed frames [shape=(n, window_samples), float64].
+
+    ``frames`` may be any (strided) view. Windowed frames are written straight
+    into a zero-padded FFT buffer: the same numbers as ``rfft(frames * window,
+    fft_size)`` (bit for bit), without its padding copy, because this runs on
+    every streaming block.
+    """
     cfg = plan.config
+    padded = np.zeros((len(frames), cfg.fft_size_samples), np.float64)
+    np.multiply(frames, plan.window, out=padded[:, :frames.shape[1]])
+    spec = scipy.fft.rfft(padded, overwrite_x=True)  # (n, nfft/2+1)
     # psf's powspec, 1/NFFT * |rfft|^2, written out: re^2 + im^2 instead of hypot()^2 (same to ~1 ulp)
     # and in place, because this runs on every streaming hop.
-    spec = np.fft.rfft(frames * plan.window, cfg.fft_size_samples)  # (n, nfft/2+1)
     power = spec.real ** 2
     power += spec.imag ** 2
     power *= 1.0 / cfg.fft_size_samples
@@ -214,12 +224,15 @@ def _cepstra(frames: np.ndarray, plan: _Plan) -> np.ndarray:
 
 
 def _frame(signal: np.ndarray, n_frames: int, config: MfccConfig) -> np.ndarray:
-    """View of ``n_frames`` overlapping frames (no copy)."""
+    """Read-only view of ``n_frames`` overlapping frames of a contiguous 1-D array (no copy).
+
+    Built with the ndarray constructor: a fraction of ``as_strided``'s Python overhead.
+    """
     step = signal.strides[0]
-    return np.lib.stride_tricks.as_strided(
-        signal, shape=(n_frames, config.window_samples), strides=(config.hop_samples * step, step),
-        writeable=False,
-    )
+    view = np.ndarray((n_frames, config.window_samples), signal.dtype, signal, 0,
+                      (config.hop_samples * step, step))
+    view.flags.writeable = False
+    return view
 
 
 def mfcc(signal: np.ndarray, config: MfccConfig = MfccConfig()) -> np.ndarray:
@@ -264,7 +277,6 @@ class StreamingMfcc:
         self._empty = np.zeros((0, config.n_cepstra), np.float32)
         self._window = config.window_samples
         self._hop = config.hop_samples
-        self._frame_index: dict[int, np.ndarray] = {}  # n_frames -> gather index (hot path: no as_strided)
         self.reset()
 
     def reset(self) -> None:
@@ -278,26 +290,27 @@ class StreamingMfcc:
         chunk = np.asarray(chunk)
         if chunk.ndim > 1 and chunk.size != max(chunk.shape):  # (n, 2) would interleave channels
             raise AudioFormatError(f"audio chunk must be mono (1-D), got shape {chunk.shape}")
-        x = to_float32(chunk).astype(np.float64).reshape(-1)
+        # float64 straight from int16 (exact: the same values as via float32)
+        x = chunk.reshape(-1) * _INT16_TO_FLOAT64 if chunk.dtype == np.int16 else to_float32(chunk).astype(
+            np.float64).reshape(-1)
         if x.size == 0:
             return self._empty
         a = self.config.preemphasis
-        y = np.empty_like(x)
-        y[1:] = x[1:] - a * x[:-1]
+        tail = self._tail
+        # pre-emphasis written into the frame buffer after the unconsumed tail: one allocation, no copies
+        buf = np.empty(tail.size + x.size, np.float64)
+        buf[:tail.size] = tail
+        y = buf[tail.size:]
+        np.multiply(x[:-1], -a, out=y[1:])
+        y[1:] += x[1:]
         y[0] = x[0] if self._last_sample is None else x[0] - a * self._last_sample
         self._last_sample = float(x[-1])
         self.n_samples_seen += x.size
-        buf = np.concatenate((self._tail, y)) if self._tail.size else y
         n = 0 if buf.size < self._window else 1 + (buf.size - self._window) // self._hop
         if n == 0:
             self._tail = buf
             return self._empty
-        index = self._frame_index.get(n)
-        if index is None:
-            index = np.arange(n)[:, None] * self._hop + np.arange(self._window)
-            if len(self._frame_index) < 64:
-                self._frame_index[n] = index
-        out = _cepstra(buf[index], self._plan)
+        out = _cepstra(_frame(buf, n, self.config), self._plan)
         self._tail = buf[n * self._hop:].copy()
         self.n_frames_emitted += n
         return out

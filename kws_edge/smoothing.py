@@ -12,7 +12,6 @@ samples, so the result does not depend on wall clock or chunk sizes.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,10 +100,12 @@ class PosteriorSmoother:
         self._kw_index = np.array([labels.index(k) for k in keywords], dtype=np.intp)
         self._kw_thresholds = np.array([config.threshold(k) for k in keywords], dtype=np.float32)
         self._window_len = max(1, int(round(config.smoothing_window_ms / 1000.0 / self.hop_s)))
+        self._kw_window_thresholds = self._kw_thresholds * self._window_len
         self.reset()
 
     def reset(self) -> None:
-        self._history: deque[np.ndarray] = deque(maxlen=self._window_len)
+        # the last <= window_len keyword-score rows, oldest first [shape=(m, n_keywords), float64]
+        self._history = np.zeros((0, len(self.keywords)), np.float64)
         self._sum = np.zeros(len(self.keywords), np.float64)
         self._run_length = np.zeros(len(self.keywords), np.int64)
         self._suppressed_until_s = -np.inf
@@ -114,9 +115,11 @@ class PosteriorSmoother:
     def update(self, posteriors: np.ndarray, time_s: float) -> Detection | None:
         """Add the posteriors of the window ending at ``time_s``; maybe return a detection."""
         kw = np.asarray(posteriors, np.float64)[self._kw_index]
-        if len(self._history) == self._history.maxlen:
-            self._sum -= self._history[0]
-        self._history.append(kw)
+        history = self._history
+        if len(history) == self._window_len:
+            self._sum -= history[0]
+            history = history[1:]
+        self._history = np.concatenate((history, kw[None]))
         self._sum += kw
         smoothed = self._sum / len(self._history)
         self.last_smoothed = smoothed.astype(np.float32)
@@ -158,23 +161,22 @@ class PosteriorSmoother:
         if len(history) == window:
             kw = post[:, self._kw_index].astype(np.float64)
             total = kw.sum(axis=0)
-            if ((self._sum + total) < self._kw_thresholds * window).all():
-                n = len(kw)
+            n = len(kw)
+            if ((self._sum + total) < self._kw_window_thresholds).all():
                 if n >= window:
                     self._sum = kw[-window:].sum(axis=0)
                 else:  # the running sum, as update() keeps it: minus the n oldest, plus the block
-                    self._sum = self._sum + total - np.add.reduce([history[i] for i in range(n)])
-                history.extend(kw[-window:])
+                    self._sum = self._sum + total - history[:n].sum(axis=0)
+                self._history = np.concatenate((history[n:], kw[-window:]))
                 self._run_length[:] = 0
                 self._armed[:] = True  # every row was below threshold: re-armed, as update() would
                 self.last_smoothed = (self._sum / window).astype(np.float32)
                 return []
             # exact check: the smoothed score of every row of the block, from cumulative sums
-            csum = np.cumsum(np.concatenate((np.asarray(history), kw)), axis=0)
-            n = len(kw)
+            csum = np.cumsum(np.concatenate((history, kw)), axis=0)
             smoothed = (csum[window:] - csum[:n]) / window  # row j averages rows j+1 .. window+j
             if not (smoothed >= self._kw_thresholds).any():
-                history.extend(kw[-window:])
+                self._history = np.concatenate((history[n:], kw[-window:]))
                 self._sum = csum[-1] - csum[n - 1]
                 self._run_length[:] = 0
                 self._armed[:] = True
