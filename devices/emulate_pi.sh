@@ -2,6 +2,7 @@
 # Run this checkout's kws-edge on an emulated Raspberry Pi OS userland and compare with x86.
 #
 #   sudo devices/emulate_pi.sh [--variant bookworm-arm64|bullseye-armhf] [--bundle DIR] [--out DIR]
+#                              [--audio WAV_DIR] [--threshold T]
 #
 # bookworm-arm64 (default): 64-bit Raspberry Pi OS (Debian bookworm, Python 3.11), Pi 4 CPU
 #   (Cortex-A72); `pip install kws_edge-*.whl` takes the runtime dependencies from PyPI
@@ -14,6 +15,8 @@
 # install it in a venv inside the rootfs, run `kws classify --json`, `kws detect --json` and
 # `kws bench --json --seconds 5` on test audio there, run classify/detect on x86 too, and
 # compare (devices/pi_check.py compare). Exit status: 0 match, 1 mismatch or failure.
+# --audio: the 16 kHz mono 16-bit WAVs of WAV_DIR (e.g. real speech clips) instead of the test tones;
+# --threshold: one detection threshold for both sides (a low one gives many events to compare).
 #
 # Emulation-only workarounds (../shared/RASPBERRY-PI.md): a Raspberry-Pi cpuinfo text is
 # bind-mounted over <rootfs>/proc/cpuinfo (LiteRT reads it and segfaults on the host's x86
@@ -36,13 +39,17 @@ main() {
     OUT=""
     MIRROR="${KWS_PI_MIRROR:-http://deb.debian.org/debian}"
     HOST_KWS="${KWS_PI_HOST_KWS:-}"
+    AUDIO_DIR=""
+    THRESHOLD_ARG=""
 
     while [ $# -gt 0 ]; do
         case "$1" in
             --variant) VARIANT="$2"; shift 2 ;;
             --bundle) BUNDLE="$(cd "$2" && pwd)"; shift 2 ;;
             --out) OUT="$2"; shift 2 ;;
-            -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+            --audio) AUDIO_DIR="$(cd "$2" && pwd)"; shift 2 ;;
+            --threshold) THRESHOLD_ARG="--threshold $2"; shift 2 ;;
+            -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
             *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
         esac
     done
@@ -161,7 +168,13 @@ EOF
     CHECK="$ROOTFS/tmp/kws-check"
     rm -rf "$CHECK"; mkdir -p "$CHECK/pi" "$OUT/x86" "$OUT/pi"
     cp "$WHEEL" "$CHECK/"
-    python3 "$REPO/devices/pi_check.py" audio "$CHECK/audio" "$WORK"/src/tests/data/tone_*.wav >/dev/null
+    if [ -n "$AUDIO_DIR" ]; then
+        ls "$AUDIO_DIR"/*.wav >/dev/null 2>&1 || { echo "error: no .wav files in $AUDIO_DIR" >&2; exit 2; }
+        python3 "$REPO/devices/pi_check.py" audio "$CHECK/audio" "$AUDIO_DIR"/*.wav >/dev/null
+    else
+        python3 "$REPO/devices/pi_check.py" audio "$CHECK/audio" "$WORK"/src/tests/data/tone_*.wav >/dev/null
+    fi
+    (cd "$CHECK/audio" && ls *.wav | grep -vx stream.wav) >"$WORK/clips.txt"
     BUNDLE_ARG=""
     if [ -n "$BUNDLE" ]; then
         cp -r "$BUNDLE" "$CHECK/bundle"
@@ -202,9 +215,10 @@ EOF
         >"$OUT/pi/pip-list.txt" || true
 
     log "classify, detect and bench in the emulated Pi"
-    FILES="/tmp/kws-check/audio/tone_*.wav"
+    FILES="$(sed 's#^#/tmp/kws-check/audio/#' "$WORK/clips.txt" | tr '\n' ' ')"
     in_pi "cd /tmp && kws classify --json $BUNDLE_ARG $FILES" >"$OUT/pi/classify.jsonl"
-    in_pi "cd /tmp && kws detect --json $BUNDLE_ARG /tmp/kws-check/audio/stream.wav $FILES" >"$OUT/pi/detect.jsonl"
+    in_pi "cd /tmp && kws detect --json $BUNDLE_ARG $THRESHOLD_ARG /tmp/kws-check/audio/stream.wav $FILES" \
+        >"$OUT/pi/detect.jsonl"
     set +e
     in_pi "kws bench --json --seconds 5 $BUNDLE_ARG" >"$OUT/pi/bench.json" 2>"$OUT/pi/bench.stderr"
     BENCH_RC=$?
@@ -227,8 +241,10 @@ EOF
     fi
     HOST_BUNDLE_ARG=""
     [ -n "$BUNDLE" ] && HOST_BUNDLE_ARG="--bundle $CHECK/bundle"
-    (cd "$CHECK" && "$HOST_KWS" classify --json $HOST_BUNDLE_ARG audio/tone_*.wav) >"$OUT/x86/classify.jsonl"
-    (cd "$CHECK" && "$HOST_KWS" detect --json $HOST_BUNDLE_ARG audio/stream.wav audio/tone_*.wav) >"$OUT/x86/detect.jsonl"
+    HOST_FILES="$(sed 's#^#audio/#' "$WORK/clips.txt" | tr '\n' ' ')"
+    (cd "$CHECK" && "$HOST_KWS" classify --json $HOST_BUNDLE_ARG $HOST_FILES) >"$OUT/x86/classify.jsonl"
+    (cd "$CHECK" && "$HOST_KWS" detect --json $HOST_BUNDLE_ARG $THRESHOLD_ARG audio/stream.wav $HOST_FILES) \
+        >"$OUT/x86/detect.jsonl"
 
     log "comparing (results kept in $OUT)"
     python3 "$REPO/devices/pi_check.py" compare "$OUT/x86" "$OUT/pi"

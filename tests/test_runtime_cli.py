@@ -66,6 +66,15 @@ def test_detect_text_and_json(kws, tone_bundle_path):
     assert 0.5 < rows[0]["time_s"] <= 1.0  # heard by the end of the 1 s file, never after it
 
 
+def test_detect_threshold_overrides_the_bundle(kws, tone_bundle_path):
+    yes = tone_bundle_path.parent / "tone_yes.wav"
+    code, out, _ = kws("detect", yes, "--bundle", tone_bundle_path, "--threshold", "0.5", "--json")
+    assert code == 0 and [json.loads(line)["label"] for line in out.splitlines()] == ["yes"]
+    # an int8 output never reaches 1.0 (its largest value is 255/256), so nothing is heard
+    code, out, _ = kws("detect", yes, "--bundle", tone_bundle_path, "--threshold", "1.0")
+    assert code == 0 and out.strip() == f"{yes}: no detections"
+
+
 def test_classify_text_and_json(kws, tone_bundle_path):
     data = tone_bundle_path.parent
     files = [data / f"tone_{n}.wav" for n in ("yes", "no", "silence", "unknown")]
@@ -214,6 +223,7 @@ def test_missing_default_bundle_is_a_clear_error(kws, tmp_path, monkeypatch, ton
     (["detect"], "Missing argument"),
     (["detect", "x.wav", "--bogus"], "No such option"),
     (["detect", "x.wav", "--bundle"], "requires an argument"),
+    (["detect", "x.wav", "--threshold", "1.5"], "--threshold"),
     (["listen", "--seconds", "-3"], "--seconds"),
     (["listen", "--seconds", "soon"], "--seconds"),
     (["nonsense"], "No such command"),

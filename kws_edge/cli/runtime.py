@@ -39,6 +39,16 @@ def _load(bundle_dir: Path | None) -> Bundle:
     return load_bundle(bundle_dir)
 
 
+def _detector(bundle: Bundle, threshold: float | None):
+    """A detector with the bundle's settings, or one threshold for every keyword."""
+    from ..detector import KeywordDetector
+
+    config = bundle.manifest.detector
+    if threshold is not None:
+        config = dataclasses.replace(config, thresholds={k: threshold for k in bundle.manifest.keywords})
+    return KeywordDetector(bundle, config=config)
+
+
 def _note(text: str) -> None:
     click.echo(f"note: {text}", err=True)
 
@@ -66,6 +76,10 @@ def _emit(obj: dict[str, Any]) -> None:
 _files = click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 _bundle = click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None, help=_BUNDLE_HELP)
 _json = click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout")
+_threshold = click.option(
+    "--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+    help="detection threshold for every keyword (default: the bundle's per-keyword thresholds; lower "
+         "hears more, with more false accepts)")
 _resample = click.option("--resample/--no-resample", default=True, show_default=True,
                          help="resample WAVs at other rates (a note on stderr says so) or refuse them")
 
@@ -75,7 +89,9 @@ _resample = click.option("--resample/--no-resample", default=True, show_default=
 @_bundle
 @_json
 @_resample
-def detect(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resample: bool) -> None:
+@_threshold
+def detect(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resample: bool,
+           threshold: float | None = None) -> None:
     """Keyword detections in WAV files (streamed as a live detector would hear them).
 
     Each file is run through a fresh detector, then one clip of silence, so a
@@ -83,9 +99,9 @@ def detect(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resa
     that triggered (at most the file's length). Text: FILE: LABEL at T s (score S).
     --json: one line per detection {"file", "label", "score", "time_s"}.
     """
-    from ..detector import KeywordDetector, detect_samples
+    from ..detector import detect_samples
 
-    detector = KeywordDetector(_load(bundle_dir))
+    detector = _detector(_load(bundle_dir), threshold)
     errors: list[KwsError] = []
     for path in files:
         try:
@@ -155,18 +171,18 @@ def classify(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, re
 @click.option("--telemetry-interval", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="seconds between telemetry snapshots")
 @_json
+@_threshold
 def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, as_json: bool,
            metrics_port: int | None = None, telemetry_path: Path | None = None,
-           telemetry_interval: float = 10.0) -> None:
+           telemetry_interval: float = 10.0, threshold: float | None = None) -> None:
     """Live detections from the microphone; Ctrl-C ends cleanly.
 
     Needs the audio extra: pip install "kws-edge[audio]" (and libportaudio2).
     """
-    from ..detector import KeywordDetector
     from ..microphone import MicrophoneSource, import_sounddevice
 
     import_sounddevice()  # fail early, before loading the model, when the extra is missing
-    detector = KeywordDetector(_load(bundle_dir))
+    detector = _detector(_load(bundle_dir), threshold)
     rate = detector.sample_rate_hz
     n_detections = 0
     reported_loss = (0, 0)
