@@ -223,14 +223,13 @@ def _cepstra(frames: np.ndarray, plan: _Plan) -> np.ndarray:
     return feat.astype(np.float32)
 
 
-def _frame(signal: np.ndarray, n_frames: int, config: MfccConfig) -> np.ndarray:
+def _frame(signal: np.ndarray, n_frames: int, window_samples: int, hop_samples: int) -> np.ndarray:
     """Read-only view of ``n_frames`` overlapping frames of a contiguous 1-D array (no copy).
 
     Built with the ndarray constructor: a fraction of ``as_strided``'s Python overhead.
     """
     step = signal.strides[0]
-    view = np.ndarray((n_frames, config.window_samples), signal.dtype, signal, 0,
-                      (config.hop_samples * step, step))
+    view = np.ndarray((n_frames, window_samples), signal.dtype, signal, 0, (hop_samples * step, step))
     view.flags.writeable = False
     return view
 
@@ -259,7 +258,7 @@ def mfcc(signal: np.ndarray, config: MfccConfig = MfccConfig()) -> np.ndarray:
     if n == 0:
         return np.zeros((0, config.n_cepstra), np.float32)
     y = preemphasis(x, config.preemphasis)
-    return _cepstra(_frame(np.ascontiguousarray(y), n, config), plan)
+    return _cepstra(_frame(np.ascontiguousarray(y), n, config.window_samples, config.hop_samples), plan)
 
 
 class StreamingMfcc:
@@ -310,7 +309,7 @@ class StreamingMfcc:
         if n == 0:
             self._tail = buf
             return self._empty
-        out = _cepstra(_frame(buf, n, self.config), self._plan)
+        out = _cepstra(_frame(buf, n, self._window, self._hop), self._plan)
         self._tail = buf[n * self._hop:].copy()
         self.n_frames_emitted += n
         return out
