@@ -17,6 +17,8 @@
 # compare (devices/pi_check.py compare). Exit status: 0 match, 1 mismatch or failure.
 # --audio: the 16 kHz mono 16-bit WAVs of WAV_DIR (e.g. real speech clips) instead of the test tones;
 # --threshold: one detection threshold for both sides (a low one gives many events to compare).
+# bullseye-armhf compares with x86 running TFLite's builtin int8 kernels (KWS_EDGE_KERNELS=builtin), the ones
+# tflite-runtime 2.11 uses; XNNPACK (x86 and arm64 default) rounds differently, a few 1/256 steps.
 #
 # Emulation-only workarounds (../shared/RASPBERRY-PI.md): a Raspberry-Pi cpuinfo text is
 # bind-mounted over <rootfs>/proc/cpuinfo (LiteRT reads it and segfaults on the host's x86
@@ -49,7 +51,7 @@ main() {
             --out) OUT="$2"; shift 2 ;;
             --audio) AUDIO_DIR="$(cd "$2" && pwd)"; shift 2 ;;
             --threshold) THRESHOLD_ARG="--threshold $2"; shift 2 ;;
-            -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+            -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
             *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
         esac
     done
@@ -242,6 +244,12 @@ EOF
     HOST_BUNDLE_ARG=""
     [ -n "$BUNDLE" ] && HOST_BUNDLE_ARG="--bundle $CHECK/bundle"
     HOST_FILES="$(sed 's#^#audio/#' "$WORK/clips.txt" | tr '\n' ' ')"
+    if [ "$VARIANT" = bullseye-armhf ]; then
+        # tflite-runtime 2.11 runs TFLite's own int8 kernels; x86's ai_edge_litert uses XNNPACK, which rounds
+        # differently (scores a few 1/256 steps apart): compare like with like.
+        export KWS_EDGE_KERNELS=builtin
+        log "x86 side with TFLite's builtin kernels (KWS_EDGE_KERNELS=builtin), as tflite-runtime runs them"
+    fi
     (cd "$CHECK" && "$HOST_KWS" classify --json $HOST_BUNDLE_ARG $HOST_FILES) >"$OUT/x86/classify.jsonl"
     (cd "$CHECK" && "$HOST_KWS" detect --json $HOST_BUNDLE_ARG $THRESHOLD_ARG audio/stream.wav $HOST_FILES) \
         >"$OUT/x86/detect.jsonl"

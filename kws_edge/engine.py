@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import BackendUnavailableError, BundleError
 
-__all__ = ["Engine", "TensorInfo", "available_backends", "BACKENDS"]
+__all__ = ["Engine", "TensorInfo", "available_backends", "BACKENDS", "KERNELS"]
 
 #: interpreter modules tried in this order; KWS_EDGE_INTERPRETER picks one by name
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -63,7 +63,27 @@ def available_backends() -> list[str]:
     return found
 
 
-def _load_interpreter_class(backend: str | None) -> tuple[type, str]:
+#: int8 kernel sets; KWS_EDGE_KERNELS picks one. "default": whatever the interpreter uses by default
+#: (ai_edge_litert: the XNNPACK delegate, fastest here); "builtin": TFLite's own kernels, no delegate,
+#: what tflite-runtime 2.11 runs on 32-bit Pi OS. The two round int8 arithmetic differently: scores can
+#: differ by a few output steps (1/256), so compare platforms with the same kernel set.
+KERNELS = ("default", "builtin")
+
+
+def _kernel_options(module: Any, backend: str, kernels: str | None) -> dict[str, Any]:
+    kernels = kernels or os.environ.get("KWS_EDGE_KERNELS") or "default"
+    if kernels not in KERNELS:
+        raise BackendUnavailableError(f"unknown kernel set {kernels!r} (KWS_EDGE_KERNELS); choose one of "
+                                      f"{', '.join(KERNELS)}")
+    if kernels == "default":
+        return {}
+    resolver = getattr(module, "OpResolverType", None)
+    if resolver is None:
+        raise BackendUnavailableError(f"{backend} cannot select TFLite's builtin kernels; unset KWS_EDGE_KERNELS")
+    return {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+
+
+def _load_interpreter_class(backend: str | None) -> tuple[Any, str]:
     names = [backend] if backend else [os.environ.get("KWS_EDGE_INTERPRETER") or ""]
     if not names[0]:
         names = list(BACKENDS)
@@ -77,7 +97,7 @@ def _load_interpreter_class(backend: str | None) -> tuple[type, str]:
             errors.append(f"{name}: {exc}")
             continue
         version = _version(name)
-        return module.Interpreter, f"{name} {version}".strip()
+        return module, f"{name} {version}".strip()
     if len(names) == 1:  # one backend was asked for, by argument or KWS_EDGE_INTERPRETER
         raise BackendUnavailableError(
             f"the {names[0]} interpreter was requested but cannot be imported ({errors[0]}); install it, or "
@@ -157,10 +177,14 @@ class Engine:
     model : path to a ``.tflite`` file, or its bytes
     num_threads : interpreter threads (1 suits a streaming detector)
     backend : force one of :data:`BACKENDS`; default: the first importable
+    kernels : one of :data:`KERNELS`; default: ``KWS_EDGE_KERNELS`` or "default"
     """
 
-    def __init__(self, model: str | Path | bytes, *, num_threads: int = 1, backend: str | None = None) -> None:
-        cls, self.backend = _load_interpreter_class(backend)
+    def __init__(self, model: str | Path | bytes, *, num_threads: int = 1, backend: str | None = None,
+                 kernels: str | None = None) -> None:
+        module, self.backend = _load_interpreter_class(backend)
+        options = _kernel_options(module, self.backend, kernels)
+        self.kernels = "builtin" if options else "default"
         if isinstance(model, (bytes, bytearray)):
             content = model
         else:
@@ -171,7 +195,7 @@ class Engine:
         self._content = bytes(content)  # the interpreter keeps a pointer into this buffer
         try:
             with _quiet_native_log():
-                self._interp = cls(model_content=self._content, num_threads=num_threads)
+                self._interp = module.Interpreter(model_content=self._content, num_threads=num_threads, **options)
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"the model cannot be loaded by {self.backend}: {exc}") from None

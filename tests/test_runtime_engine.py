@@ -76,3 +76,19 @@ def test_engine_from_path_and_threads(tone_bundle_path, rng):
     one = Engine(tone_bundle_path / "model.tflite", num_threads=1).run(x)[0]
     two = Engine(tone_bundle_path / "model.tflite", num_threads=2).run(x)[0]
     np.testing.assert_array_equal(one, two)
+
+
+def test_builtin_kernels_by_argument_or_environment(tone_bundle, monkeypatch, rng):
+    x = rng.normal(size=(8, 1, 49, 10)).astype(np.float32)
+    default = Engine(tone_bundle.model_bytes)
+    builtin = Engine(tone_bundle.model_bytes, kernels="builtin")
+    assert (default.kernels, builtin.kernels) == ("default", "builtin")
+    a = np.stack([default.run(v)[0] for v in x])
+    b = np.stack([builtin.run(v)[0] for v in x])
+    # XNNPACK and TFLite's own int8 kernels round differently: a few output steps (1/256) apart at most
+    np.testing.assert_allclose(a, b, atol=8 / 256)
+    monkeypatch.setenv("KWS_EDGE_KERNELS", "builtin")
+    assert Engine(tone_bundle.model_bytes).kernels == "builtin"
+    monkeypatch.setenv("KWS_EDGE_KERNELS", "fastest")
+    with pytest.raises(BackendUnavailableError, match="unknown kernel set 'fastest'"):
+        Engine(tone_bundle.model_bytes)
