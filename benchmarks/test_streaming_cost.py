@@ -12,7 +12,9 @@ this process (never wall time):
 * streaming: ``KeywordDetector`` with the bundle's streaming model, one call
   per ``block_frames`` new frames, smoothing in blocks;
 * streaming + gate: the same with an :class:`EnergyGate` on audio that is
-  quiet for half its length (reports how much the gate skipped).
+  quiet for half its length (reports how much the gate skipped);
+* streaming, shipped model: the packaged default bundle's streaming model
+  (28 channels) on the same audio: what an application pays.
 
 Audio arrives in 100 ms chunks (1600 samples, a usual audio-callback size);
 per-hop chunks (320 samples) are reported too, not gated.
@@ -21,7 +23,8 @@ Gates, same-run ratios (robust on a shared machine): incremental / streaming
 >= ``MIN_INCREMENTAL_RATIO`` at 100 ms chunks and >= ``MIN_INCREMENTAL_RATIO_PER_HOP``
 at one-hop chunks; naive / streaming >= ``MIN_NAIVE_RATIO``. The absolute
 target of issue 8, streaming <= ``MAX_STREAMING_CPU_MS_PER_S`` ms of CPU per
-second of audio, is always measured and printed, and gated only with
+second of audio (for the shipped model; the tone model is printed beside it),
+is always measured and printed, and gated only with
 ``KWS_STREAMING_ABS_GATE=1`` (on this shared 2-core machine the load of the
 other processes moves it by 2x).
 
@@ -41,7 +44,7 @@ import numpy as np
 import pytest
 
 from kws_edge import bench
-from kws_edge.bundle import load_bundle
+from kws_edge.bundle import default_bundle_path, load_bundle
 from kws_edge.detector import KeywordDetector
 from kws_edge.model import KwsModel
 from kws_edge.streaming import EnergyGate
@@ -90,6 +93,8 @@ def _figures(best: dict[str, bench.StreamStats]) -> dict[str, float]:
 def test_streaming_cost_three_paths(benchmark, tcn_bundle, audio, half_quiet_audio):
     window_det = _stream(tcn_bundle, streaming=False)
     stream_det = _stream(tcn_bundle)
+    shipped = load_bundle(default_bundle_path())
+    shipped_det = _stream(shipped) if shipped.streaming_model_bytes else None
     gated_det = _stream(tcn_bundle, gate=EnergyGate(level_dbfs=-60.0))
     model = KwsModel(tcn_bundle)
     assert stream_det.streaming is not None and window_det.streaming is None
@@ -103,6 +108,9 @@ def test_streaming_cost_three_paths(benchmark, tcn_bundle, audio, half_quiet_aud
                                                               chunk_samples=CHUNK_SAMPLES),
         "streaming_gated_half_quiet": lambda: bench.measure_detector(gated_det, half_quiet_audio,
                                                                     chunk_samples=CHUNK_SAMPLES),
+        **({"streaming_default_bundle": lambda: bench.measure_detector(shipped_det, audio,
+                                                                      chunk_samples=CHUNK_SAMPLES)}
+           if shipped_det is not None else {}),
     }, rounds=ROUNDS)
     gated_share = gated_det.streaming.stats.gated_share
     # pytest-benchmark's own record: one streaming pass over the audio
@@ -124,7 +132,9 @@ def test_streaming_cost_three_paths(benchmark, tcn_bundle, audio, half_quiet_aud
                          best["streaming_per_hop"].cpu_s, MIN_INCREMENTAL_RATIO_PER_HOP),
         bench.ratio_gate("naive/streaming CPU per s audio", naive, s, MIN_NAIVE_RATIO),
     ]
-    target = bench.Gate("streaming CPU per s audio (100 ms chunks)", best["streaming"].cpu_ms_per_audio_s,
+    # the absolute target is about the shipped model (what users run); the 64-channel tone model is reported too
+    targeted = "streaming_default_bundle" if "streaming_default_bundle" in best else "streaming"
+    target = bench.Gate(f"{targeted} CPU per s audio (100 ms chunks)", best[targeted].cpu_ms_per_audio_s,
                         MAX_STREAMING_CPU_MS_PER_S, unit="ms",
                         source="issue 8" + ("" if ABSOLUTE_GATE else ", reported only"))
     if ABSOLUTE_GATE:
