@@ -127,10 +127,17 @@ class StreamingRunner:
     bundle : a bundle with ``manifest.streaming_model``
     num_threads, backend : passed to the interpreter
     gate : optional :class:`EnergyGate`
+    blocks_per_call : hold audio until this many model blocks of new frames are complete, then run
+        features and model on all of them in one go: fewer, larger calls (less CPU per second of
+        audio), each detection later by up to ``blocks_per_call - 1`` blocks; the posteriors and
+        detections are the same.
     """
 
     def __init__(self, bundle: Bundle, *, num_threads: int = 1, backend: str | None = None,
-                 gate: EnergyGate | None = None) -> None:
+                 gate: EnergyGate | None = None, blocks_per_call: int = 1) -> None:
+        if int(blocks_per_call) != blocks_per_call or blocks_per_call < 1:
+            raise ConfigError(f"blocks_per_call={blocks_per_call} must be a whole number >= 1")
+        self.blocks_per_call = int(blocks_per_call)
         m = bundle.manifest
         if m.streaming_model is None or bundle.streaming_model_bytes is None:
             raise BundleError(f"bundle {bundle.path} has no streaming model; convert with kws-convert --streaming")
@@ -198,10 +205,10 @@ class StreamingRunner:
     def detect(self, detector: "KeywordDetector", audio: np.ndarray) -> list["Detection"]:
         """The detector's streaming branch for one validated chunk of audio.
 
-        Audio is held back until the MFCC would complete a whole block of new
-        frames (MFCC is chunking-invariant, so this changes no result, only how
-        many calls the features and the model take: one per block, whatever the
-        chunk size). Then frames -> model -> smoother, via :func:`detect_frames`.
+        Audio is held back until the MFCC would complete ``blocks_per_call``
+        whole blocks of new frames (MFCC is chunking-invariant, so this changes
+        no result, only how many calls the features and the model take: one per
+        ``blocks_per_call`` blocks, whatever the chunk size). Then frames -> model -> smoother, via :func:`detect_frames`.
         """
         mf = detector._mfcc
         self._audio.append(audio)
@@ -209,7 +216,7 @@ class StreamingRunner:
         n_total = mf.n_samples_seen + self._audio_samples
         n_new = (0 if n_total < self._window_samples
                  else 1 + (n_total - self._window_samples) // self._hop_samples) - mf.n_frames_emitted
-        if len(self._pending) + n_new - self.context_frames < self.block_frames:
+        if len(self._pending) + n_new - self.context_frames < self.block_frames * self.blocks_per_call:
             if detector.telemetry is not None:
                 detector.telemetry.observe(audio, self._no_frames)
             return []

@@ -75,6 +75,12 @@ def test_detect_threshold_overrides_the_bundle(kws, tone_bundle_path):
     assert code == 0 and out.strip() == f"{yes}: no detections"
 
 
+def test_listen_interval_ms_needs_a_streaming_bundle(kws, tone_bundle_path):
+    pytest.importorskip("sounddevice")
+    code, _, err = kws("listen", "--bundle", tone_bundle_path, "--interval-ms", "200")
+    _assert_one_error_line(code, err, "interval_ms needs the bundle's streaming model")
+
+
 def test_classify_text_and_json(kws, tone_bundle_path):
     data = tone_bundle_path.parent
     files = [data / f"tone_{n}.wav" for n in ("yes", "no", "silence", "unknown")]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,6 +166,18 @@ def test_kws_listen_hears_a_played_keyword(virtual_mic, tone_bundle_path, tmp_pa
     assert [r["label"] for r in rows] == ["yes"], (out, err)
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("listened 4.0 s: 1 detections")
+
+
+@pytest.mark.mic
+def test_kws_listen_interval_ms_with_a_streaming_bundle(virtual_mic, tmp_path):
+    streaming_bundle = Path(__file__).resolve().parent / "data" / "tone_tcn_bundle"
+    audio = tones.stream([("no", 0.5)], 2.0, np.random.default_rng(1))
+    wav = write_pcm16(tmp_path / "no_stream.wav", audio)
+    proc = _start_listen(streaming_bundle, "--seconds", "4", "--json", "--interval-ms", "200")
+    subprocess.run(["paplay", f"--device={virtual_mic}", str(wav)], timeout=20, check=True)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["label"] for line in out.splitlines()] == ["no"], (out, err)
 
 
 @pytest.mark.mic

@@ -288,3 +288,32 @@ def test_streaming_quality_not_worse_on_a_long_stream(bundle):
     assert w["n_keywords"] >= 40
     assert s["false_reject_rate"] <= w["false_reject_rate"] + 1e-9, (s, w)
     assert s["false_accepts_per_hour"] <= w["false_accepts_per_hour"] + 1e-9, (s, w)
+
+
+# ----------------------------------------------------------------------------- fewer, larger calls
+
+@pytest.mark.parametrize("interval_ms, blocks", [(200.0, 2), (250.0, 3), (100.0, 1), (1.0, 1)])
+def test_interval_ms_halves_the_calls_and_keeps_every_detection(bundle, tone_stream, interval_ms, blocks):
+    audio = tone_stream[: 16000 * 12]
+    ref = KeywordDetector(bundle)
+    slow = KeywordDetector(bundle, interval_ms=interval_ms)
+    assert slow.streaming.blocks_per_call == blocks
+    calls = []
+    inner = slow._mfcc.process
+    slow._mfcc.process = lambda chunk: calls.append(len(chunk)) or inner(chunk)
+    a = detect_samples(ref, audio, chunk_samples=1600)
+    b = detect_samples(slow, audio, chunk_samples=1600)
+    assert a and [d.to_dict() for d in a] == [d.to_dict() for d in b]  # same label, time and score
+    # the same rows, except up to (blocks - 1) blocks still held back at the end of the audio
+    assert 0 <= ref.n_evaluations - slow.n_evaluations < blocks * slow.streaming.block_frames
+    assert len(calls) <= -(-len(audio) // (1600 * blocks)) + 1
+
+
+def test_interval_ms_needs_a_streaming_model_and_a_positive_value(bundle):
+    with pytest.raises(ConfigError, match="interval_ms needs the bundle's streaming model"):
+        KeywordDetector(load_bundle(WINDOW_ONLY_BUNDLE), interval_ms=200.0)
+    with pytest.raises(ConfigError, match="interval_ms=0"):
+        KeywordDetector(bundle, interval_ms=0)
+    with pytest.raises(ConfigError, match="blocks_per_call=0"):
+        StreamingRunner(bundle, blocks_per_call=0)
+    assert KeywordDetector.from_bundle(BUNDLE, interval_ms=300.0).streaming.blocks_per_call == 3

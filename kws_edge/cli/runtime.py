@@ -39,14 +39,14 @@ def _load(bundle_dir: Path | None) -> Bundle:
     return load_bundle(bundle_dir)
 
 
-def _detector(bundle: Bundle, threshold: float | None):
+def _detector(bundle: Bundle, threshold: float | None, *, interval_ms: float | None = None):
     """A detector with the bundle's settings, or one threshold for every keyword."""
     from ..detector import KeywordDetector
 
     config = bundle.manifest.detector
     if threshold is not None:
         config = dataclasses.replace(config, thresholds={k: threshold for k in bundle.manifest.keywords})
-    return KeywordDetector(bundle, config=config)
+    return KeywordDetector(bundle, config=config, interval_ms=interval_ms)
 
 
 def _note(text: str) -> None:
@@ -172,9 +172,13 @@ def classify(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, re
               help="seconds between telemetry snapshots")
 @_json
 @_threshold
+@click.option("--interval-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="run features and model once this much audio has arrived (whole model blocks; streaming "
+                   "bundles only): less CPU, detections up to that much later; default one block (100 ms)")
 def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, as_json: bool,
            metrics_port: int | None = None, telemetry_path: Path | None = None,
-           telemetry_interval: float = 10.0, threshold: float | None = None) -> None:
+           telemetry_interval: float = 10.0, threshold: float | None = None,
+           interval_ms: float | None = None) -> None:
     """Live detections from the microphone; Ctrl-C ends cleanly.
 
     Needs the audio extra: pip install "kws-edge[audio]" (and libportaudio2).
@@ -182,7 +186,7 @@ def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, a
     from ..microphone import MicrophoneSource, import_sounddevice
 
     import_sounddevice()  # fail early, before loading the model, when the extra is missing
-    detector = _detector(_load(bundle_dir), threshold)
+    detector = _detector(_load(bundle_dir), threshold, interval_ms=interval_ms)
     rate = detector.sample_rate_hz
     n_detections = 0
     reported_loss = (0, 0)
