@@ -145,6 +145,8 @@ class TrainConfig:
     clips of confusable words to the unknown class of a real dataset (training
     split only). ``exclude_words`` are word folders left out of every split, so
     a model can be measured on words it never heard (held-out words).
+    ``label_smoothing`` spreads that share of every target over all labels
+    (cross-entropy against ``(1 - s) * one_hot + s / n_labels``).
     """
 
     data: str = "synthetic"
@@ -159,6 +161,7 @@ class TrainConfig:
     learning_rate: float = 0.003
     weight_decay: float = 0.0
     negative_class_weight: float = 1.0
+    label_smoothing: float = 0.0
     seed: int = 1234
     silence_percentage: float = 15.0
     unknown_percentage: float = 150.0
@@ -182,6 +185,8 @@ class TrainConfig:
             raise ConfigError(f"epochs={self.epochs} and batch_size={self.batch_size} must be >= 1")
         if not self.negative_class_weight > 0:
             raise ConfigError(f"negative_class_weight={self.negative_class_weight} must be > 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
         if not self.learning_rate > 0:

@@ -94,6 +94,19 @@ def _import_tf():
     return tf
 
 
+def _loss(config: TrainConfig, tf, keras):
+    """Sparse categorical cross-entropy, with ``config.label_smoothing`` if set."""
+    if config.label_smoothing == 0:
+        return "sparse_categorical_crossentropy"
+    n, smoothing = len(config.labels), float(config.label_smoothing)
+
+    def smoothed_sparse_categorical_crossentropy(y_true, y_pred):
+        one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), n)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
+
+    return smoothed_sparse_categorical_crossentropy
+
+
 def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Progress | None, dist=None):
     tf = _import_tf()
     import keras
@@ -117,8 +130,7 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
         else:
             optimizer = keras.optimizers.Adam(schedule)
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(optimizer=optimizer, loss=_loss(config, tf, keras), metrics=["accuracy"])
 
     class _Report(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
