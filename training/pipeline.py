@@ -293,6 +293,7 @@ class _Pipeline:
             "fingerprint": None if cfg.is_synthetic else _folder_fingerprint(Path(cfg.data)),
             "splits": [cfg.silence_percentage, cfg.unknown_percentage, cfg.validation_percentage,
                        cfg.testing_percentage, cfg.synthetic_negatives],
+            "exclude_words": list(cfg.exclude_words),
         }
 
         def body(tick):
