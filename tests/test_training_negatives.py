@@ -53,6 +53,25 @@ def test_synthetic_negatives_skip_keywords_and_held_out_words(tmp_path):
     assert len(many) == 10  # capped by what the folder holds
 
 
+def test_data_hash_does_not_depend_on_where_the_synthetic_cache_lives(tmp_path):
+    import dataclasses
+    import shutil
+
+    root = _folder(tmp_path / "data", ("yes", "no", "up"), SPEAKERS)
+    a = _folder(tmp_path / "cache_a" / "k1", ("go", "so"), SPEAKERS[:5])
+    b = tmp_path / "elsewhere" / "deeper" / "k1"
+    shutil.copytree(a, b)
+    cfg = TrainConfig(data=str(root), synthetic_negatives=4, seed=2, silence_percentage=0.0)
+    index = index_dataset(root, cfg)
+    one = dataclasses.replace(index, clips=index.clips + synthetic_negative_clips(a, cfg))
+    two = dataclasses.replace(index, clips=index.clips + synthetic_negative_clips(b, cfg))
+    assert [c.path for c in one.clips] != [c.path for c in two.clips]  # the manifest keeps where they were
+    assert one.content_sha256 == two.content_sha256
+    # and the content still counts: a different draw of negatives is a different hash
+    three = dataclasses.replace(index, clips=index.clips + synthetic_negative_clips(a, dataclasses.replace(cfg, seed=5)))
+    assert three.content_sha256 != one.content_sha256
+
+
 def test_tcn_is_in_the_model_registry():
     from kws_edge.training.config import ModelConfig
     from kws_edge.training.models import ARCHITECTURES, build_model

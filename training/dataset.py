@@ -134,9 +134,14 @@ class DatasetIndex:
 
     @property
     def content_sha256(self) -> str:
-        """One hash over every file's content, label and split, and the silence crops."""
-        text = json.dumps({"files": self.files(), "silence": self.silence()}, sort_keys=True,
-                          separators=(",", ":"))
+        """One hash over every file's content, label and split, and the silence crops.
+
+        Machine-independent: dataset files are named relative to the root already; files from
+        elsewhere (synthetic negatives in the cache) by their last three path parts (synthetic set
+        key, word, file), so the same data gives the same hash on any machine.
+        """
+        files = [{**r, "path": _portable(r["path"])} for r in self.files()]
+        text = json.dumps({"files": files, "silence": self.silence()}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def manifest(self) -> dict:
@@ -235,6 +240,12 @@ def index_dataset(root: str | Path, config: TrainConfig) -> DatasetIndex:
         n_silence = int(round(config.silence_percentage / 100.0 * len(kw)))
         selected += kw + [unknown[i] for i in pick] + _silence_clips(split, n_silence, noise, config, rng)
     return DatasetIndex(root=root, clips=selected, noise_files=noise, skipped=skipped, labels=tuple(config.labels))
+
+
+def _portable(path: str) -> str:
+    """A file's name for content hashes: relative paths as they are, absolute ones by their last three parts."""
+    p = Path(path)
+    return "/".join(p.parts[-3:]) if p.is_absolute() else path
 
 
 def synthetic_negative_clips(folder: Path, config: TrainConfig) -> list[Clip]:
