@@ -1,6 +1,6 @@
 """Training-time augmentation; every random choice comes from the caller's generator.
 
-Audio domain (before features): time shift, gain, background noise at a
+Audio domain (before features): optional speed perturbation, time shift, gain, background noise at a
 random signal-to-noise ratio, and a small dither so digital silence never sits
 exactly on the log floor of the features. Feature domain (after
 normalisation): optional SpecAugment-style time and frequency masks.
@@ -22,11 +22,25 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
+def _change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Speed perturbation (tempo and pitch together, as a faster or slower tape) about the clip's centre.
+
+    ``factor`` > 1 is faster (shorter); the result keeps the length, zero-filled where the source ends.
+    """
+    n = len(audio)
+    centre = (n - 1) / 2.0
+    src = centre + (np.arange(n, dtype=np.float64) - centre) * factor
+    return np.interp(src, np.arange(n), audio, left=0.0, right=0.0).astype(np.float32)
+
+
 def augment_audio(audio: np.ndarray, rng: np.random.Generator, config: AugmentConfig, noise: list[np.ndarray],
                   *, sample_rate_hz: int) -> np.ndarray:
     """One augmented copy of a clip [shape=(n_samples,), float32 in [-1, 1]], same length."""
     n = len(audio)
     out = np.asarray(audio, np.float32).copy()
+    lo, hi = config.speed_range
+    if (lo, hi) != (1.0, 1.0):  # no draw otherwise: the copies of earlier recipes stay the same
+        out = _change_speed(out, float(rng.uniform(lo, hi)))
     max_shift = int(config.time_shift_ms * sample_rate_hz / 1000.0)
     if max_shift:
         shift = int(rng.integers(-max_shift, max_shift + 1))

@@ -73,9 +73,12 @@ class AugmentConfig:
 
     Each training clip is kept clean once and augmented ``copies`` times
     (fixed, seeded copies: the augmented set is the same for the same seed).
+    ``speed_range`` draws a speed-perturbation factor per copy (tempo and
+    pitch together; ``(1.0, 1.0)`` is off).
     """
 
     copies: int = 5
+    speed_range: tuple[float, float] = (1.0, 1.0)
     noise_probability: float = 0.8
     noise_snr_db: tuple[float, float] = (0.0, 30.0)
     time_shift_ms: float = 100.0
@@ -92,6 +95,9 @@ class AugmentConfig:
             raise ConfigError(f"augment copies={self.copies} must be >= 0")
         if not 0.0 <= self.noise_probability <= 1.0:
             raise ConfigError(f"augment noise_probability={self.noise_probability} must be in [0, 1]")
+        if not 0.5 <= self.speed_range[0] <= self.speed_range[1] <= 2.0:
+            raise ConfigError(f"augment speed_range={self.speed_range} must be (low, high) with "
+                              "0.5 <= low <= high <= 2.0")
         for name in ("noise_snr_db", "gain_db"):
             lo, hi = getattr(self, name)
             if lo > hi:
