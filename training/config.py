@@ -89,10 +89,15 @@ class AugmentConfig:
     time_mask_max_frames: int = 5
     freq_masks: int = 1
     freq_mask_max_bins: int = 2
+    #: > copies: compute this many augmented copies per clip once and train each epoch on the next
+    #: ``copies`` of them (rotating), with SpecAugment masks re-drawn per epoch; 0 = fixed copies
+    pool_copies: int = 0
 
     def __post_init__(self) -> None:
         if self.copies < 0:
             raise ConfigError(f"augment copies={self.copies} must be >= 0")
+        if self.pool_copies and self.pool_copies < self.copies:
+            raise ConfigError(f"augment pool_copies={self.pool_copies} must be 0 or >= copies={self.copies}")
         if not 0.0 <= self.noise_probability <= 1.0:
             raise ConfigError(f"augment noise_probability={self.noise_probability} must be in [0, 1]")
         if not 0.5 <= self.speed_range[0] <= self.speed_range[1] <= 2.0:

@@ -16,6 +16,7 @@ feature-cache statistics, sample counts, parameter count and versions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import io
 import os
@@ -107,7 +108,15 @@ def _loss(config: TrainConfig, tf, keras):
     return smoothed_sparse_categorical_crossentropy
 
 
-def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Progress | None, dist=None):
+def _rotation(x_pool: np.ndarray, n_clips: int, pool: int, copies: int, epoch: int) -> np.ndarray:
+    """Epoch ``epoch``'s ``copies`` augmented copies per clip out of a clip-major pool of ``pool`` copies."""
+    idx = [(epoch * copies + j) % pool for j in range(copies)]
+    return x_pool.reshape((n_clips, pool) + x_pool.shape[1:])[:, idx].reshape((-1,) + x_pool.shape[1:])
+
+
+def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Progress | None, dist=None,
+               epoch_data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None):
+    """Fit; ``epoch_data(epoch)`` (if given, default strategy only) replaces the training arrays per epoch."""
     tf = _import_tf()
     import keras
 
@@ -146,10 +155,20 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
                         epochs=config.epochs, validation_data=(x_val, y_val), callbacks=[_Report()],
                         class_weight=class_weight)
         model = dist.local_copy(model, build)  # saving and evaluation need no collectives
-    else:
+    elif epoch_data is None:
         hist = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
                          validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[_Report()],
                          class_weight=class_weight)
+    else:
+        merged: dict[str, list[float]] = {}
+        for epoch in range(config.epochs):
+            x_e, y_e = epoch_data(epoch)
+            h = model.fit(x_e, y_e, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
+                          validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[_Report()],
+                          class_weight=class_weight)
+            for k, vals in h.history.items():
+                merged.setdefault(k, []).extend(vals)
+        return model, {k: [float(v) for v in vals] for k, vals in merged.items()}
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return model, history
 
@@ -203,6 +222,8 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     if config.model.architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown model architecture {config.model.architecture!r}; "
                           f"choose one of {', '.join(ARCHITECTURES)}")
+    if config.augment.pool_copies and dist is not None and not dist.is_default:
+        raise ConfigError("augment.pool_copies needs the default strategy (one process); set it to 0 to distribute")
     rd.check_run_dir(out_dir, overwrite=overwrite)
     root = resolve_data(config, progress) if config.is_synthetic else Path(config.data).expanduser()
     index = index_dataset(root, config)  # DataError before the run directory is touched
@@ -230,8 +251,14 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
         done_before += len(clips)
     labels = {s: _labels_of(clips, config) for s, clips in splits.items()}
     cb = (lambda d, t: progress("augment", d, t)) if progress else None
-    x_aug = augmented_features(index.root, splits["train"], config, index.noise_files, workers=workers, progress=cb,
-                               cache=feature_cache, stats=stats)
+    pool, copies = config.augment.pool_copies, config.augment.copies
+    rotating = pool > copies > 0  # augment.pool_copies: a pool of copies, a different share each epoch
+    aug_config = (dataclasses.replace(config, augment=dataclasses.replace(config.augment, copies=pool))
+                  if rotating else config)
+    x_aug = augmented_features(index.root, splits["train"], aug_config, index.noise_files, workers=workers,
+                               progress=cb, cache=feature_cache, stats=stats)
+    if rotating:
+        x_pool, x_aug = x_aug, _rotation(x_aug, len(splits["train"]), pool, copies, 0)
     y_aug = np.repeat(labels["train"], config.augment.copies)
     timings["features_s"] = time.perf_counter() - t0
 
@@ -254,7 +281,19 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
 
     t0 = time.perf_counter()
     resumed_from_epoch = dist.saved_epoch() if dist is not None and not dist.is_default else 0
-    model, history = _fit_keras(config, x_train, y_train, x_val, labels["validation"], progress, dist)
+    epoch_data = None
+    if rotating:
+        x_clean = x_train[:len(feats["train"])].copy()
+
+        def epoch_data(epoch: int) -> tuple[np.ndarray, np.ndarray]:
+            if epoch == 0:
+                return x_train, y_train
+            x_e = norm.apply(_rotation(x_pool, len(feats["train"]), pool, copies, epoch))
+            if config.augment.spec_augment:
+                x_e = spec_augment(x_e, np.random.default_rng([config.seed, 7, epoch]), config.augment)
+            return np.concatenate([x_clean, x_e]), y_train
+
+    model, history = _fit_keras(config, x_train, y_train, x_val, labels["validation"], progress, dist, epoch_data)
     timings["fit_s"] = time.perf_counter() - t0
 
     tmp = out / ".model-tmp.keras"
