@@ -9,6 +9,14 @@ to the repository) and requires, on the speaker-disjoint validation split: 4-cla
 >= 95%, yes and no recall >= 95%, keyword false-accept rate <= 3%. Set
 ``KWS_EDGE_REALDATA_RUN_DIR`` to keep the run directory. Nothing derived from the data is
 written into the repository.
+
+Measured (training/RESULTS_DEFAULT_RECIPE.md): the defaults (DS-CNN 64 x 4, 8 epochs, 5 augmented
+copies, noise p = 0.8 at 0-30 dB SNR) give, at the default seed 1234, accuracy 96.4 %, yes 96.5 %,
+no 96.2 %, keyword FA 3.57 % (12 of 336; the bar allows 10), about 230 s on a quiet 2-core CI machine
+(340-540 s here with other trainings running). Seeds 1 and 2 pass the FA (1.5 %, 2.1 %) but miss the
+"no" recall (92.5 %, 93.4 %): the down/no boundary moves with the seed. Until a recipe meets the bar
+on the default seed and on the mean of three seeds, this test is an expected failure (non-strict: a
+pass is reported as XPASS).
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sp
 @pytest.mark.realdata
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason=(
-    "issue 3 bar not met yet: best recipe so far reached 96.4% accuracy, yes 96.5%, no 96.2%, "
-    "keyword FA 3.6% (> 3%); the figures of this run are printed above"))
+    "issue 3 bar not met yet: default recipe at seed 1234 reached 96.4% accuracy, yes 96.5%, no 96.2%, "
+    "keyword FA 3.6% (> 3%); seeds 1/2 pass the FA but miss no recall (92.5%/93.4%); see "
+    "training/RESULTS_DEFAULT_RECIPE.md; the figures of this run are printed above"))
 def test_default_recipe_meets_the_real_data_bar(tmp_path):
     if not REAL_DATA.is_dir():
         pytest.skip(f"{REAL_DATA} is not present")
