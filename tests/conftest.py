@@ -45,6 +45,16 @@ def tone_bundle(tone_bundle_path):
     return load_bundle(tone_bundle_path)
 
 
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory, request) -> Iterator[Path]:
+    """A folder of the module's own, with ``KWS_EDGE_CACHE`` pointing into it (features, synthetic sets)."""
+    mp = pytest.MonkeyPatch()
+    base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    mp.setenv("KWS_EDGE_CACHE", str(base / "cache"))
+    yield base
+    mp.undo()
+
+
 @pytest.fixture
 def tone_bundle_copy(tmp_path, tone_bundle_path) -> Path:
     """A private copy of the tone bundle that a test may damage."""

@@ -34,12 +34,8 @@ def test_pool_smaller_than_copies_is_refused():
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    base = tmp_path_factory.mktemp("pool")
-    mp.setenv("KWS_EDGE_CACHE", str(base / "cache"))
-    yield base
-    mp.undo()
+def env(module_cache):
+    return module_cache
 
 
 def _weights(run):

@@ -29,12 +29,8 @@ WEIGHT_ATOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    base = tmp_path_factory.mktemp("fit")
-    mp.setenv("KWS_EDGE_CACHE", str(base / "cache"))
-    yield base
-    mp.undo()
+def env(module_cache):
+    return module_cache
 
 
 @pytest.fixture(scope="module")
