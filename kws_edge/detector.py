@@ -91,14 +91,15 @@ class KeywordDetector:
         self.reset()
 
     @classmethod
-    def from_bundle(cls, path: str | Path | None = None, *, num_threads: int = 1, backend: str | None = None,
-                    telemetry: Any = None, streaming: bool | None = None, gate: Any = None,
-                    interval_ms: float | None = None, **overrides: Any) -> "KeywordDetector":
-        """Load a bundle (default: the packaged one) and override detector settings by name.
+    def from_bundle(cls, path: str | Path | Bundle | None = None, *, num_threads: int = 1,
+                    backend: str | None = None, telemetry: Any = None, streaming: bool | None = None,
+                    gate: Any = None, interval_ms: float | None = None,
+                    **overrides: Any) -> "KeywordDetector":
+        """Load a bundle (default: the packaged one; or pass a loaded one) and override detector settings by name.
 
         ``thresholds`` may be a dict per keyword or one number for all keywords.
         """
-        bundle = load_bundle(path)
+        bundle = path if isinstance(path, Bundle) else load_bundle(path)
         config = bundle.manifest.detector
         if overrides:
             names = {f.name for f in dataclasses.fields(DetectorConfig)}

@@ -317,3 +317,6 @@ def test_interval_ms_needs_a_streaming_model_and_a_positive_value(bundle):
     with pytest.raises(ConfigError, match="blocks_per_call=0"):
         StreamingRunner(bundle, blocks_per_call=0)
     assert KeywordDetector.from_bundle(BUNDLE, interval_ms=300.0).streaming.blocks_per_call == 3
+    # a loaded bundle works as well as a path
+    loaded = KeywordDetector.from_bundle(bundle, interval_ms=300.0, thresholds=0.5)
+    assert loaded.streaming.blocks_per_call == 3 and set(loaded.config.thresholds.values()) == {0.5}

@@ -43,10 +43,8 @@ def _detector(bundle: Bundle, threshold: float | None, *, interval_ms: float | N
     """A detector with the bundle's settings, or one threshold for every keyword."""
     from ..detector import KeywordDetector
 
-    config = bundle.manifest.detector
-    if threshold is not None:
-        config = dataclasses.replace(config, thresholds={k: threshold for k in bundle.manifest.keywords})
-    return KeywordDetector(bundle, config=config, interval_ms=interval_ms)
+    overrides = {} if threshold is None else {"thresholds": threshold}
+    return KeywordDetector.from_bundle(bundle, interval_ms=interval_ms, **overrides)
 
 
 def _note(text: str) -> None:
