@@ -3,8 +3,9 @@
 All three paths run on the same bundle (``tests/data/tone_tcn_bundle``: the
 default 64-channel ``tcn`` architecture, int8, trained on synthetic tones; the
 cost does not depend on the weights) and the same 20 s of audio, interleaved
-in one run, cheapest of ``KWS_BENCH_ROUNDS`` (3) rounds each, CPU time of
-this process (never wall time):
+in one run, cheapest of ``KWS_BENCH_ROUNDS`` (3) balanced rounds each (a
+cheap path runs more times per round, see ``bench.measure_interleaved``),
+CPU time of this process (never wall time):
 
 * naive: every hop, MFCC of the whole last second and one window-model call;
 * incremental: ``KeywordDetector(streaming=False)``, new MFCC frames only,

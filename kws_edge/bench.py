@@ -238,18 +238,34 @@ def measure_naive(model, audio: np.ndarray) -> StreamStats:
                        hop_cpu_ms=cpu * 1000.0)
 
 
-def measure_interleaved(runs: dict[str, Callable[[], StreamStats]], rounds: int = 3) -> dict[str, StreamStats]:
-    """Run each measurement ``rounds`` times, interleaved; keep each path's cheapest round.
+def measure_interleaved(runs: dict[str, Callable[[], StreamStats]], rounds: int = 3, *,
+                        max_repeats: int = 16) -> dict[str, StreamStats]:
+    """Run each measurement ``rounds`` times, interleaved; keep each path's cheapest run.
 
     Interleaving puts every path under the same load from the neighbours;
-    the minimum CPU time is the least disturbed estimate of intrinsic cost.
+    the minimum CPU time is the least disturbed estimate of intrinsic cost
+    (a busy neighbour only ever adds to it).
+
+    The paths are balanced: after the first round, a path that costs a
+    fraction of the dearest one is run that many more times per round (up to
+    ``max_repeats``), so a 15 ms measurement gets as many chances at a quiet
+    stretch of the machine as a 300 ms one beside it. Without this, one busy
+    second can inflate every sample of the cheap path while the dear path,
+    spread over more time, still finds a quiet moment; its ratio then swings
+    by 2x on a shared machine.
     """
     best: dict[str, StreamStats] = {}
-    for _ in range(max(1, rounds)):
+    repeats = dict.fromkeys(runs, 1)
+    for round_index in range(max(1, rounds)):
         for name, fn in runs.items():
-            stats = fn()
-            if name not in best or stats.cpu_s < best[name].cpu_s:
-                best[name] = stats
+            for _ in range(repeats[name]):
+                stats = fn()
+                if name not in best or stats.cpu_s < best[name].cpu_s:
+                    best[name] = stats
+        if round_index == 0:
+            dearest = max(s.cpu_s for s in best.values())
+            repeats = {name: min(max_repeats, max(1, round(dearest / max(s.cpu_s, 1e-9))))
+                       for name, s in best.items()}
     return best
 
 

@@ -172,3 +172,32 @@ def test_ratio_gate_fails_for_an_injected_slow_path():
     assert rows and all(line.rstrip().endswith("FAIL") for line in rows)
     ratio = float(rows[0].split()[-5].rstrip("x"))
     assert ratio < 10.0
+
+
+def test_interleaving_balances_a_cheap_path_and_keeps_each_paths_cheapest_run():
+    calls = {"cheap": 0, "dear": 0}
+    cheap_costs = iter([0.010, 0.030, 0.004] + [0.008] * 100)
+
+    def cheap():
+        calls["cheap"] += 1
+        return bench.StreamStats(path="cheap", audio_s=1.0, cpu_s=next(cheap_costs), wall_s=0.0)
+
+    def dear():
+        calls["dear"] += 1
+        return bench.StreamStats(path="dear", audio_s=1.0, cpu_s=0.1 + calls["dear"] / 1000, wall_s=0.0)
+
+    best = bench.measure_interleaved({"cheap": cheap, "dear": dear}, rounds=3, max_repeats=16)
+    # round 1 once each; the cheap path costs a tenth, so 10 runs in each later round
+    assert calls == {"cheap": 1 + 10 + 10, "dear": 3}
+    assert best["cheap"].cpu_s == pytest.approx(0.004)
+    assert best["dear"].cpu_s == pytest.approx(0.101)
+    n_tiny = []
+
+    def tiny():
+        n_tiny.append(1)
+        return bench.StreamStats("tiny", 1.0, 1e-6, 0.0)
+
+    capped = bench.measure_interleaved({"tiny": tiny, "dear": lambda: bench.StreamStats("d", 1.0, 1.0, 0.0)},
+                                       rounds=2, max_repeats=4)
+    assert len(n_tiny) == 1 + 4  # a million times cheaper, but at most max_repeats runs per round
+    assert capped["tiny"].cpu_s == pytest.approx(1e-6)
