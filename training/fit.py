@@ -146,6 +146,34 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
             if progress:
                 progress("epoch", epoch + 1, config.epochs)
 
+    first_averaged_epoch = config.epochs - config.average_last_epochs
+
+    class _TailAverage(keras.callbacks.Callback):
+        """Running sum of the trainable weights after every step of the last ``average_last_epochs`` epochs."""
+
+        def __init__(self):
+            super().__init__()
+            self.epoch, self.n, self.sums = 0, 0, None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch < first_averaged_epoch:
+                return
+            values = [np.asarray(v.numpy(), np.float64) for v in self.model.trainable_weights]
+            if self.sums is None:
+                self.sums = values
+            else:
+                for total, v in zip(self.sums, values):
+                    total += v
+            self.n += 1
+
+    callbacks = [_Report()]
+    averager = _TailAverage() if config.average_last_epochs > 0 else None
+    if averager is not None:
+        callbacks.append(averager)
+
     class_weight = None
     if config.negative_class_weight != 1.0:
         class_weight = {i: (config.negative_class_weight if label in (SILENCE_LABEL, UNKNOWN_LABEL) else 1.0)
@@ -157,20 +185,68 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
         model = dist.local_copy(model, build)  # saving and evaluation need no collectives
     elif epoch_data is None:
         hist = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
-                         validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[_Report()],
+                         validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=callbacks,
                          class_weight=class_weight)
     else:
         merged: dict[str, list[float]] = {}
         for epoch in range(config.epochs):
             x_e, y_e = epoch_data(epoch)
             h = model.fit(x_e, y_e, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
-                          validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[_Report()],
+                          validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=callbacks,
                           class_weight=class_weight)
             for k, vals in h.history.items():
                 merged.setdefault(k, []).extend(vals)
+        hist = None
+    if averager is not None and averager.n:
+        for var, total in zip(model.trainable_weights, averager.sums):
+            var.assign((total / averager.n).astype(np.float32))
+        x_last = x_train if epoch_data is None else epoch_data(config.epochs - 1)[0]
+        recalibrate_batchnorm(model, x_last, config.batch_size, np.random.default_rng([config.seed, 11]))
+    if hist is None:
         return model, {k: [float(v) for v in vals] for k, vals in merged.items()}
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return model, history
+
+
+#: at most this many training samples re-estimate the BatchNorm statistics after weight averaging
+_BN_RECALIBRATION_SAMPLES = 16384
+
+
+def _batchnorm_layers(layer) -> list:
+    import keras
+
+    found = []
+    for sub in getattr(layer, "layers", []):
+        if isinstance(sub, keras.layers.BatchNormalization):
+            found.append(sub)
+        found.extend(_batchnorm_layers(sub))
+    return found
+
+
+def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int, rng: np.random.Generator) -> int:
+    """Set every BatchNorm layer's moving mean and variance to the mean of its batch statistics over ``x``.
+
+    Forward passes in training mode (as during training: batch statistics, dropout on) over up to
+    :data:`_BN_RECALIBRATION_SAMPLES` shuffled samples, with the momentum of batch ``k`` set to
+    ``k / (k + 1)`` so the moving statistics become a plain average. Only the moving statistics
+    change. Returns the number of batches used.
+    """
+    layers = _batchnorm_layers(model)
+    if not layers or len(x) == 0:
+        return 0
+    order = rng.permutation(len(x))[:_BN_RECALIBRATION_SAMPLES]
+    momenta = [layer.momentum for layer in layers]
+    k = 0
+    try:
+        for start in range(0, len(order), batch_size):
+            for layer in layers:
+                layer.momentum = k / (k + 1.0)
+            model(x[np.sort(order[start:start + batch_size])], training=True)
+            k += 1
+    finally:
+        for layer, m in zip(layers, momenta):
+            layer.momentum = m
+    return k
 
 
 def _predict(model, x: np.ndarray) -> np.ndarray:
@@ -224,6 +300,8 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
                           f"choose one of {', '.join(ARCHITECTURES)}")
     if config.augment.pool_copies and dist is not None and not dist.is_default:
         raise ConfigError("augment.pool_copies needs the default strategy (one process); set it to 0 to distribute")
+    if config.average_last_epochs and dist is not None and not dist.is_default:
+        raise ConfigError("average_last_epochs needs the default strategy (one process); set it to 0 to distribute")
     rd.check_run_dir(out_dir, overwrite=overwrite)
     root = resolve_data(config, progress) if config.is_synthetic else Path(config.data).expanduser()
     index = index_dataset(root, config)  # DataError before the run directory is touched
