@@ -10,14 +10,15 @@ CPU time of this process (never wall time):
 * naive: every hop, MFCC of the whole last second and one window-model call;
 * incremental: ``KeywordDetector(streaming=False)``, new MFCC frames only,
   one full-window model call per hop;
-* streaming: ``KeywordDetector`` with the bundle's streaming model, one call
-  per ``block_frames`` new frames, smoothing in blocks;
+* streaming: ``KeywordDetector`` with the bundle's streaming model at its
+  defaults (features and model once per ``DEFAULT_INTERVAL_MS`` = 200 ms of
+  audio, two model blocks per call), smoothing in blocks;
 * streaming + gate: the same with an :class:`EnergyGate` on audio that is
   quiet for half its length (reports how much the gate skipped);
 * streaming, shipped model: the packaged default bundle's streaming model
-  (28 channels) on the same audio: what an application pays; and the same
-  with ``interval_ms=200`` (features and model every second 100 ms chunk:
-  the same detections, up to 100 ms later).
+  (28 channels) on the same audio at the defaults: what an application pays;
+  and the same with ``interval_ms=100`` (features and model at every 100 ms
+  chunk: the same detections, each up to 100 ms earlier, for more CPU).
 
 Audio arrives in 100 ms chunks (1600 samples, a usual audio-callback size);
 per-hop chunks (320 samples) are reported too, not gated.
@@ -25,10 +26,10 @@ per-hop chunks (320 samples) are reported too, not gated.
 Gates, same-run ratios (robust on a shared machine): incremental / streaming
 >= ``MIN_INCREMENTAL_RATIO`` at 100 ms chunks and >= ``MIN_INCREMENTAL_RATIO_PER_HOP``
 at one-hop chunks; naive / streaming >= ``MIN_NAIVE_RATIO``; the shipped model every 100 ms /
-every 200 ms >= ``MIN_INTERVAL_RATIO``. The absolute
+every 200 ms (the default) >= ``MIN_INTERVAL_RATIO``. The absolute
 target of issue 8, streaming <= ``MAX_STREAMING_CPU_MS_PER_S`` ms of CPU per
 second of audio, is measured and printed for the shipped model at the default
-interval (100 ms) and every 200 ms; the 200 ms figure is gated only with
+interval (200 ms) and every 100 ms; the default's figure is gated only with
 ``KWS_STREAMING_ABS_GATE=1`` (on this shared 2-core machine the load of the
 other processes moves it by 2x).
 
@@ -100,8 +101,8 @@ def test_streaming_cost_three_paths(benchmark, tcn_bundle, audio, half_quiet_aud
     window_det = _stream(tcn_bundle, streaming=False)
     stream_det = _stream(tcn_bundle)
     shipped = load_bundle(default_bundle_path())
-    shipped_det = _stream(shipped) if shipped.streaming_model_bytes else None
-    shipped_200 = _stream(shipped, interval_ms=200.0) if shipped_det is not None else None
+    shipped_det = _stream(shipped) if shipped.streaming_model_bytes else None  # default interval (200 ms)
+    shipped_100 = _stream(shipped, interval_ms=100.0) if shipped_det is not None else None
     gated_det = _stream(tcn_bundle, gate=EnergyGate(level_dbfs=-60.0))
     model = KwsModel(tcn_bundle)
     assert stream_det.streaming is not None and window_det.streaming is None
@@ -117,7 +118,7 @@ def test_streaming_cost_three_paths(benchmark, tcn_bundle, audio, half_quiet_aud
                                                                     chunk_samples=CHUNK_SAMPLES),
         **({"streaming_default_bundle": lambda: bench.measure_detector(shipped_det, audio,
                                                                       chunk_samples=CHUNK_SAMPLES),
-            "streaming_default_bundle_every_200ms": lambda: bench.measure_detector(shipped_200, audio,
+            "streaming_default_bundle_every_100ms": lambda: bench.measure_detector(shipped_100, audio,
                                                                                   chunk_samples=CHUNK_SAMPLES)}
            if shipped_det is not None else {}),
     }, rounds=ROUNDS)
@@ -141,12 +142,14 @@ def test_streaming_cost_three_paths(benchmark, tcn_bundle, audio, half_quiet_aud
                          best["streaming_per_hop"].cpu_s, MIN_INCREMENTAL_RATIO_PER_HOP),
         bench.ratio_gate("naive/streaming CPU per s audio", naive, s, MIN_NAIVE_RATIO),
     ]
-    if "streaming_default_bundle_every_200ms" in best:
-        gates.append(bench.ratio_gate("shipped model, every 100 ms / every 200 ms", best["streaming_default_bundle"].cpu_s,
-                                      best["streaming_default_bundle_every_200ms"].cpu_s, MIN_INTERVAL_RATIO))
-    # the absolute target is about the shipped model (what users run), at the default interval (one 100 ms
-    # block) and every 200 ms; the 64-channel tone model's figures are printed beside them
-    shipped_rows = [k for k in ("streaming_default_bundle", "streaming_default_bundle_every_200ms") if k in best]
+    if "streaming_default_bundle_every_100ms" in best:
+        gates.append(bench.ratio_gate("shipped model, every 100 ms / every 200 ms (default)",
+                                      best["streaming_default_bundle_every_100ms"].cpu_s,
+                                      best["streaming_default_bundle"].cpu_s, MIN_INTERVAL_RATIO))
+    # the absolute target is about the shipped model (what users run), at the default interval (200 ms),
+    # gated with KWS_STREAMING_ABS_GATE=1, and every 100 ms; the 64-channel tone model's figures are printed
+    # beside them
+    shipped_rows = [k for k in ("streaming_default_bundle_every_100ms", "streaming_default_bundle") if k in best]
     targets = [bench.Gate(f"{k} CPU per s audio (100 ms chunks)", best[k].cpu_ms_per_audio_s,
                           MAX_STREAMING_CPU_MS_PER_S, unit="ms", source="issue 8, reported only")
                for k in shipped_rows or ["streaming"]]

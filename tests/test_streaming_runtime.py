@@ -109,8 +109,9 @@ def test_detector_uses_streaming_model_and_finds_the_same_keywords(bundle, tone_
     assert len(a) == len(b)
     for (la, ta), (lb, tb) in zip(_events(a), _events(b)):
         assert la == lb and abs(ta - tb) <= TOLERANCE_S
-    # evaluation count: one per hop after the first window (minus frames still waiting for a block)
-    assert abs(stream.n_evaluations - window.n_evaluations) < stream.streaming.block_frames
+    # evaluation count: one per hop after the first window (minus frames still waiting for the interval)
+    held_back = stream.streaming.block_frames * stream.streaming.blocks_per_call
+    assert abs(stream.n_evaluations - window.n_evaluations) < held_back
 
 
 @pytest.mark.parametrize("chunk", [1, 160, 1279, 1280, 1600, None])
@@ -295,7 +296,8 @@ def test_streaming_quality_not_worse_on_a_long_stream(bundle):
 @pytest.mark.parametrize("interval_ms, blocks", [(200.0, 2), (250.0, 3), (100.0, 1), (1.0, 1)])
 def test_interval_ms_halves_the_calls_and_keeps_every_detection(bundle, tone_stream, interval_ms, blocks):
     audio = tone_stream[: 16000 * 12]
-    ref = KeywordDetector(bundle)
+    ref = KeywordDetector(bundle, interval_ms=100.0)  # one block per call: the earliest detections
+    assert ref.streaming.blocks_per_call == 1
     slow = KeywordDetector(bundle, interval_ms=interval_ms)
     assert slow.streaming.blocks_per_call == blocks
     calls = []
@@ -307,6 +309,16 @@ def test_interval_ms_halves_the_calls_and_keeps_every_detection(bundle, tone_str
     # the same rows, except up to (blocks - 1) blocks still held back at the end of the audio
     assert 0 <= ref.n_evaluations - slow.n_evaluations < blocks * slow.streaming.block_frames
     assert len(calls) <= -(-len(audio) // (1600 * blocks)) + 1
+
+
+def test_default_interval_is_two_blocks_of_the_shipped_model(bundle):
+    from kws_edge.detector import DEFAULT_INTERVAL_MS
+
+    shipped = KeywordDetector.from_bundle()
+    block_ms = shipped.streaming.block_frames * shipped.model.features.hop_ms
+    assert (DEFAULT_INTERVAL_MS, block_ms) == (200.0, 100.0)
+    assert shipped.streaming.blocks_per_call == 2
+    assert KeywordDetector(bundle).streaming.blocks_per_call == KeywordDetector(bundle, interval_ms=200.0).streaming.blocks_per_call
 
 
 def test_interval_ms_needs_a_streaming_model_and_a_positive_value(bundle):

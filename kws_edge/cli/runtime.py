@@ -172,7 +172,8 @@ def classify(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, re
 @_threshold
 @click.option("--interval-ms", type=click.FloatRange(min=0, min_open=True), default=None,
               help="run features and model once this much audio has arrived (whole model blocks; streaming "
-                   "bundles only): less CPU, detections up to that much later; default one block (100 ms)")
+                   "bundles only): longer is less CPU, detections up to that much later; default 200 ms, "
+                   "100 ms for the earliest detections")
 def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, as_json: bool,
            metrics_port: int | None = None, telemetry_path: Path | None = None,
            telemetry_interval: float = 10.0, threshold: float | None = None,
