@@ -159,7 +159,8 @@ class TrainConfig:
     ``label_smoothing`` spreads that share of every target over all labels
     (cross-entropy against ``(1 - s) * one_hot + s / n_labels``).
     ``average_last_epochs`` > 0 replaces the final weights by their mean over
-    every training step of the last that many epochs (tail averaging, as in
+    every training step of the last that many epochs (all of them if there are
+    fewer; tail averaging, as in
     stochastic weight averaging) and then re-estimates the BatchNorm statistics
     for the averaged weights on the last epoch's training data; 0 is off.
     """
@@ -203,8 +204,8 @@ class TrainConfig:
             raise ConfigError(f"negative_class_weight={self.negative_class_weight} must be > 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
-        if not 0 <= self.average_last_epochs <= self.epochs:
-            raise ConfigError(f"average_last_epochs={self.average_last_epochs} must be in [0, epochs={self.epochs}]")
+        if self.average_last_epochs < 0:
+            raise ConfigError(f"average_last_epochs={self.average_last_epochs} must be >= 0 (0 = off)")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
         if not self.learning_rate > 0:

@@ -146,7 +146,7 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
             if progress:
                 progress("epoch", epoch + 1, config.epochs)
 
-    first_averaged_epoch = config.epochs - config.average_last_epochs
+    first_averaged_epoch = max(0, config.epochs - config.average_last_epochs)
 
     class _TailAverage(keras.callbacks.Callback):
         """Running sum of the trainable weights after every step of the last ``average_last_epochs`` epochs."""
