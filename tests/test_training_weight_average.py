@@ -76,3 +76,19 @@ def test_averaged_run_is_deterministic_and_its_metrics_are_the_averaged_model(en
     x, y = a.arrays("validation")
     pred = _model(a).predict(a.normalization().apply(x), verbose=0).argmax(-1)
     assert float(np.mean(pred == y)) == pytest.approx(a.metrics()["validation"]["accuracy"])
+
+
+def test_focal_loss_scales_cross_entropy_by_the_miss_probability():
+    import keras
+    import tensorflow as tf
+
+    from kws_edge.training.fit import _loss
+
+    assert _loss(TrainConfig(), tf, keras) == "sparse_categorical_crossentropy"  # default: plain
+    with pytest.raises(ConfigError, match="focal_gamma"):
+        TrainConfig(focal_gamma=-1.0)
+    focal = _loss(TrainConfig(focal_gamma=2.0), tf, keras)
+    y = np.array([0, 3])
+    p = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.5, 0.1, 0.3]], np.float32)
+    expected = [-(0.1 ** 2) * np.log(0.9), -(0.7 ** 2) * np.log(0.3)]
+    np.testing.assert_allclose(np.asarray(focal(y, p)), expected, rtol=1e-4)

@@ -163,6 +163,9 @@ class TrainConfig:
     fewer; tail averaging, as in
     stochastic weight averaging) and then re-estimates the BatchNorm statistics
     for the averaged weights on the last epoch's training data; 0 is off.
+    ``focal_gamma`` > 0 trains with the focal loss (cross-entropy scaled by
+    ``(1 - p_true) ** gamma``, Lin et al. 2017), which weights the clips near a
+    class boundary more than the easy ones; 0 is plain cross-entropy.
     """
 
     data: str = "synthetic"
@@ -179,6 +182,7 @@ class TrainConfig:
     negative_class_weight: float = 1.0
     label_smoothing: float = 0.0
     average_last_epochs: int = 0
+    focal_gamma: float = 0.0
     seed: int = 1234
     silence_percentage: float = 15.0
     unknown_percentage: float = 150.0
@@ -204,6 +208,8 @@ class TrainConfig:
             raise ConfigError(f"negative_class_weight={self.negative_class_weight} must be > 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if not 0.0 <= self.focal_gamma <= 5.0:
+            raise ConfigError(f"focal_gamma={self.focal_gamma} must be in [0, 5] (0 = plain cross-entropy)")
         if self.average_last_epochs < 0:
             raise ConfigError(f"average_last_epochs={self.average_last_epochs} must be >= 0 (0 = off)")
         if self.weight_decay < 0:

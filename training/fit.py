@@ -96,16 +96,21 @@ def _import_tf():
 
 
 def _loss(config: TrainConfig, tf, keras):
-    """Sparse categorical cross-entropy, with ``config.label_smoothing`` if set."""
-    if config.label_smoothing == 0:
+    """Sparse categorical cross-entropy, with ``config.label_smoothing`` if set; focal if ``config.focal_gamma``."""
+    if config.label_smoothing == 0 and config.focal_gamma == 0:
         return "sparse_categorical_crossentropy"
-    n, smoothing = len(config.labels), float(config.label_smoothing)
+    n, smoothing, gamma = len(config.labels), float(config.label_smoothing), float(config.focal_gamma)
 
     def smoothed_sparse_categorical_crossentropy(y_true, y_pred):
         one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), n)
         return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
 
-    return smoothed_sparse_categorical_crossentropy
+    def sparse_categorical_focal_crossentropy(y_true, y_pred):
+        one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), n)
+        return keras.losses.categorical_focal_crossentropy(one_hot, y_pred, alpha=1.0, gamma=gamma,
+                                                           label_smoothing=smoothing)
+
+    return sparse_categorical_focal_crossentropy if gamma > 0 else smoothed_sparse_categorical_crossentropy
 
 
 def _rotation(x_pool: np.ndarray, n_clips: int, pool: int, copies: int, epoch: int) -> np.ndarray:
