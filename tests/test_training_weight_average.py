@@ -24,7 +24,9 @@ def test_average_last_epochs_is_checked_and_round_trips():
     assert TrainConfig(epochs=2, average_last_epochs=3).average_last_epochs == 3  # then all epochs are averaged
     with pytest.raises(ConfigError, match="average_last_epochs"):
         TrainConfig(average_last_epochs=-1)
-    cfg = TrainConfig(epochs=6, average_last_epochs=2)
+    with pytest.raises(ConfigError, match="averaging_lr_fraction"):
+        TrainConfig(averaging_lr_fraction=1.5)
+    cfg = TrainConfig(epochs=6, average_last_epochs=2, averaging_lr_fraction=0.1)
     assert from_dict(TrainConfig, to_dict(cfg)) == cfg
 
 

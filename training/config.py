@@ -163,6 +163,10 @@ class TrainConfig:
     fewer; tail averaging, as in
     stochastic weight averaging) and then re-estimates the BatchNorm statistics
     for the averaged weights on the last epoch's training data; 0 is off.
+    With ``averaging_lr_fraction`` > 0 the cosine learning-rate decay ends where
+    the averaging window starts and the rate then stays at that fraction of
+    ``learning_rate`` (stochastic weight averaging, Izmailov et al. 2018); with
+    0 the cosine decay spans every epoch.
     ``focal_gamma`` > 0 trains with the focal loss (cross-entropy scaled by
     ``(1 - p_true) ** gamma``, Lin et al. 2017), which weights the clips near a
     class boundary more than the easy ones; 0 is plain cross-entropy.
@@ -182,6 +186,7 @@ class TrainConfig:
     negative_class_weight: float = 1.0
     label_smoothing: float = 0.0
     average_last_epochs: int = 0
+    averaging_lr_fraction: float = 0.0
     focal_gamma: float = 0.0
     seed: int = 1234
     silence_percentage: float = 15.0
@@ -210,6 +215,8 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
         if not 0.0 <= self.focal_gamma <= 5.0:
             raise ConfigError(f"focal_gamma={self.focal_gamma} must be in [0, 5] (0 = plain cross-entropy)")
+        if not 0.0 <= self.averaging_lr_fraction <= 1.0:
+            raise ConfigError(f"averaging_lr_fraction={self.averaging_lr_fraction} must be in [0, 1] (0 = off)")
         if self.average_last_epochs < 0:
             raise ConfigError(f"average_last_epochs={self.average_last_epochs} must be >= 0 (0 = off)")
         if self.weight_decay < 0:

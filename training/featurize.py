@@ -200,7 +200,8 @@ def clean_features(root: Path, clips: list[Clip], config: TrainConfig, noise_fil
 
 #: TrainConfig fields that cannot change the audio or features of a clip (left out of the augmentation key)
 _TRAINING_ONLY = ("model", "epochs", "batch_size", "learning_rate", "weight_decay", "representative_samples",
-                  "label_smoothing", "average_last_epochs", "focal_gamma")
+                  "label_smoothing", "average_last_epochs", "averaging_lr_fraction",
+                  "focal_gamma")
 
 
 def _augmented_cache_path(clips: list[Clip], config: TrainConfig, noise_files: list[dict], split: str) -> Path:

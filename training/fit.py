@@ -138,8 +138,13 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
     with dist.scope() if distributed else contextlib.nullcontext():
         model = build()
         steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
+        alpha = 0.02
+        if config.average_last_epochs and config.averaging_lr_fraction > 0:
+            # stochastic weight averaging: cosine decay before the averaging window, then a constant rate
+            steps = steps * max(1, config.epochs - config.average_last_epochs) // config.epochs
+            alpha = config.averaging_lr_fraction
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps),
-                                                          alpha=0.02)
+                                                          alpha=alpha)
         if config.weight_decay > 0:
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
         else:
