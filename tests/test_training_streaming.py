@@ -3,6 +3,7 @@ and ``kws evaluate --run`` end to end on a tiny synthetic run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -71,6 +72,37 @@ def test_build_stream_places_clips_at_known_times(tmp_path):
     assert np.abs(ts.samples[: int(e["start_s"] * 16000)]).max() < 1e-3
     again = build_stream(root, words, cfg, NoiseBank(root, idx.noise_files, cfg), sc)
     np.testing.assert_array_equal(again.samples, ts.samples)
+    # a bed at -200 dBFS: every clip far above it
+    assert all(ev["snr_db"] > 100.0 for ev in ts.events)
+
+
+def test_build_stream_records_each_clips_snr_against_the_bed_under_it(tmp_path):
+    root = make_folder(tmp_path / "d", n_speakers=12)
+    cfg = TrainConfig(data=str(root), validation_percentage=25, testing_percentage=25)
+    idx = index_dataset(root, cfg)
+    words = [c for c in idx.split("test") if not c.is_silence]
+    quiet_bed = StreamConfig(minutes=1.0, noise_dbfs=(-60.0, -60.0), clip_gain_db=(0.0, 0.0), seed=3)
+    loud_bed = dataclasses.replace(quiet_bed, noise_dbfs=(-20.0, -20.0))
+    quiet = build_stream(root, words, cfg, None, quiet_bed)  # generated pink noise at exactly that level
+    loud = build_stream(root, words, cfg, None, loud_bed)
+    assert [e["path"] for e in quiet.events] == [e["path"] for e in loud.events]
+    for q, lo in zip(quiet.events, loud.events):
+        # the same clip, 40 dB more noise under it (the bed's fades at level changes aside)
+        assert q["snr_db"] - lo["snr_db"] == pytest.approx(40.0, abs=1.5)
+    # measured from the audio itself: over a -60 dBFS bed, the clip's span is the clip's level
+    for e in quiet.events[:5]:
+        s0, s1 = int(e["start_s"] * 16000), int(e["end_s"] * 16000)
+        level_dbfs = 10 * np.log10(np.mean(quiet.samples[s0:s1].astype(np.float64) ** 2))
+        assert e["snr_db"] == pytest.approx(level_dbfs + 60.0, abs=1.5)
+
+
+def test_scoring_breaks_the_false_rejects_down_by_snr():
+    events = [dict(e, snr_db=snr) for e, snr in zip(EVENTS, (25.0, -3.0, 5.0, None))]
+    dets = [Detection("yes", 0.9, 10.8), Detection("yes", 0.9, 40.9)]  # both "yes" hit, the "no" at -3 dB missed
+    s = score_detections(dets, events, KW, duration_s=3600.0)
+    bands = {tuple(b["snr_db"]): (b["n"], b["hits"], b["false_reject_rate"]) for b in s["by_snr"]}
+    assert bands == {(None, 0.0): (1, 0, 1.0), (20.0, None): (2, 2, 0.0)}  # None (silent bed) counts as +inf
+    assert score_detections(dets, EVENTS, KW, duration_s=3600.0)["by_snr"] == []  # events without SNR
 
 
 def test_kws_evaluate_on_a_run(tmp_path, monkeypatch, capsys):
@@ -95,6 +127,7 @@ def test_kws_evaluate_on_a_run(tmp_path, monkeypatch, capsys):
     s = result["streaming"]
     assert s["duration_s"] == pytest.approx(60.0) and s["tolerance_ms"] == 500.0
     assert 0.0 <= s["false_reject_rate"] <= 1.0 and s["false_accepts_per_hour"] >= 0
+    assert sum(b["n"] for b in s["by_snr"]) == s["n_keywords"]
     thresholds = [p["threshold"] for p in s["det_curve"]]
     assert thresholds == sorted(thresholds) and len(thresholds) > 10
     assert set(s["selected"]["thresholds"]) == {"yes", "no"}

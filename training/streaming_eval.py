@@ -17,6 +17,13 @@ detection, including the wrong keyword on a keyword clip, is a *false accept*.
 FRR = missed keyword clips / keyword clips; FA/h = false accepts per hour of
 stream.
 
+Every placed clip also records its signal-to-noise ratio (``snr_db``: the RMS
+of the clip as placed against the RMS of the noise bed under it, the
+definition ``augment.noise_snr_db`` uses in training; None over a silent
+bed), and the score breaks the FRR down by SNR band (``by_snr``, bands
+:data:`SNR_BANDS_DB`): the stream mixes quiet words into loud noise, and
+whether the misses are the model's or the noise's is the first question.
+
 The DET curve replays the detector's own per-hop posteriors through its own
 :class:`~kws_edge.smoothing.PosteriorSmoother` for each threshold, which is
 exactly what the detector would do with that threshold.
@@ -39,7 +46,10 @@ from .config import UNKNOWN_LABEL, TrainConfig
 from .dataset import Clip, NoiseBank, load_clip_audio, scale_to_dbfs
 
 __all__ = ["StreamConfig", "TestStream", "build_stream", "run_detector", "score_detections", "det_curve",
-           "select_thresholds", "evaluate_stream"]
+           "select_thresholds", "evaluate_stream", "SNR_BANDS_DB"]
+
+#: SNR bands (dB, lower edge inclusive) of the FRR breakdown; an event over a silent bed counts as +inf
+SNR_BANDS_DB = ((-np.inf, 0.0), (0.0, 10.0), (10.0, 20.0), (20.0, np.inf))
 
 
 @dataclass(frozen=True)
@@ -121,9 +131,13 @@ def build_stream(root: Path, clips: list[Clip], train_config: TrainConfig, noise
     events = []
     for start, clip, gain_db in placements:
         audio = load_clip_audio(root, clip, train_config, noise) * (10 ** (gain_db / 20.0))
+        noise_ms = float(np.mean(np.square(out[start:start + clip_n])))  # the bed alone: clips never overlap
         out[start:start + clip_n] += audio
+        speech_ms = float(np.mean(np.square(audio, dtype=np.float64)))
+        snr_db = 10.0 * np.log10(speech_ms / noise_ms) if noise_ms > 0 and speech_ms > 0 else None
         events.append({"label": clip.label, "word": clip.word, "path": clip.path,
-                       "start_s": start / sr, "end_s": (start + clip_n) / sr})
+                       "start_s": start / sr, "end_s": (start + clip_n) / sr,
+                       "snr_db": None if snr_db is None else round(float(snr_db), 2)})
     return TestStream(samples=np.clip(out, -1.0, 1.0).astype(np.float32), sample_rate_hz=sr, events=events)
 
 
@@ -190,6 +204,13 @@ def score_detections(detections: list[Detection], events: list[dict], keywords: 
             false_accepts.append(d.to_dict())
     hours = duration_s / 3600.0
     n_kw = len(kw_events)
+    by_snr = []
+    snrs = [(i, np.inf if e["snr_db"] is None else e["snr_db"]) for i, e in enumerate(kw_events) if "snr_db" in e]
+    for lo, hi in SNR_BANDS_DB:
+        band = [matched[i] for i, snr in snrs if lo <= snr and (snr < hi or hi == np.inf)]
+        if band:
+            by_snr.append({"snr_db": [None if np.isinf(lo) else lo, None if np.isinf(hi) else hi],
+                           "n": len(band), "hits": int(sum(band)), "false_reject_rate": 1 - sum(band) / len(band)})
     for k, v in per_kw.items():
         v["false_reject_rate"] = (1 - v["hits"] / v["n"]) if v["n"] else None
         v["false_accepts_per_hour"] = v["false_accepts"] / hours if hours else None
@@ -203,6 +224,7 @@ def score_detections(detections: list[Detection], events: list[dict], keywords: 
         "duplicates": duplicates,
         "tolerance_ms": tolerance_ms,
         "per_keyword": per_kw,
+        "by_snr": by_snr,
         "false_accept_events": false_accepts[:50],
     }
 

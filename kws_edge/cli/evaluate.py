@@ -21,6 +21,11 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def _snr_band(edges) -> str:
+    lo, hi = edges
+    return f"< {hi:g} dB" if lo is None else f">= {lo:g} dB" if hi is None else f"{lo:g}-{hi:g} dB"
+
+
 @cli.command("evaluate")
 @click.option("--data", required=True, help="Speech Commands-layout folder, or 'synthetic'.")
 @click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory to evaluate.")
@@ -65,6 +70,9 @@ def evaluate_command(data, bundle_dir, run_dir, stream_minutes, split, target_fa
                f"duplicates {s['duplicates']}")
     for k, v in s["per_keyword"].items():
         click.echo(f"  {k}: FRR {_pct(v['false_reject_rate'])}, FA/h {v['false_accepts_per_hour']:.1f}")
+    if s.get("by_snr"):
+        bands = [f"{_snr_band(b['snr_db'])} {_pct(b['false_reject_rate'])} of {b['n']}" for b in s["by_snr"]]
+        click.echo("  FRR by SNR: " + ", ".join(bands))
     if "selected" in s:
         sel = s["selected"]
         click.echo(f"  thresholds for {sel['target_false_accepts_per_hour']} FA/h: {sel['thresholds']} -> "
