@@ -190,9 +190,9 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
                         for i, label in enumerate(config.labels)}
     if distributed:
         hist = dist.fit(model, x_train, y_train, global_batch_size=config.batch_size, seed=config.seed,
-                        epochs=config.epochs, validation_data=(x_val, y_val), callbacks=[_Report()],
+                        epochs=config.epochs, validation_data=(x_val, y_val), callbacks=callbacks,
                         class_weight=class_weight)
-        model = dist.local_copy(model, build)  # saving and evaluation need no collectives
+        model = dist.local_copy(model, build)  # saving and evaluation (and the weight average) need no collectives
     elif epoch_data is None:
         hist = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
                          validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=callbacks,
@@ -310,8 +310,6 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
                           f"choose one of {', '.join(ARCHITECTURES)}")
     if config.augment.pool_copies and dist is not None and not dist.is_default:
         raise ConfigError("augment.pool_copies needs the default strategy (one process); set it to 0 to distribute")
-    if config.average_last_epochs and dist is not None and not dist.is_default:
-        raise ConfigError("average_last_epochs needs the default strategy (one process); set it to 0 to distribute")
     rd.check_run_dir(out_dir, overwrite=overwrite)
     root = resolve_data(config, progress) if config.is_synthetic else Path(config.data).expanduser()
     index = index_dataset(root, config)  # DataError before the run directory is touched
