@@ -62,7 +62,8 @@ def _model(run):
 
 @pytest.mark.slow
 def test_averaged_run_is_deterministic_and_its_metrics_are_the_averaged_model(env):
-    cfg = tiny_config(env / "synthetic", epochs=3, model=ModelConfig("ds_cnn", width=8, depth=1, dropout=0.1))
+    cfg = tiny_config(env / "synthetic", epochs=3, model=ModelConfig("ds_cnn", width=8, depth=1, dropout=0.1),
+                      average_last_epochs=0)
     averaged = dataclasses.replace(cfg, average_last_epochs=2)
     a = train(averaged, env / "a", workers=1)
     b = train(averaged, env / "b", workers=1)
