@@ -52,11 +52,16 @@ def test_select_thresholds_per_keyword():
     assert select_thresholds(points, KW, target_fa_per_hour=0.0)["yes"] == 0.95
 
 
-def test_build_stream_places_clips_at_known_times(tmp_path):
+def _test_split_words(tmp_path):
+    """A small Speech Commands-layout folder: its root, config, index and the test split's word clips."""
     root = make_folder(tmp_path / "d", n_speakers=12)
     cfg = TrainConfig(data=str(root), validation_percentage=25, testing_percentage=25)
     idx = index_dataset(root, cfg)
-    words = [c for c in idx.split("test") if not c.is_silence]
+    return root, cfg, idx, [c for c in idx.split("test") if not c.is_silence]
+
+
+def test_build_stream_places_clips_at_known_times(tmp_path):
+    root, cfg, idx, words = _test_split_words(tmp_path)
     sc = StreamConfig(minutes=1.0, noise_dbfs=(-200.0, -200.0), clip_gain_db=(0.0, 0.0), seed=3)
     ts = build_stream(root, words, cfg, NoiseBank(root, idx.noise_files, cfg), sc)
     assert ts.duration_s == pytest.approx(60.0)
@@ -77,10 +82,7 @@ def test_build_stream_places_clips_at_known_times(tmp_path):
 
 
 def test_build_stream_records_each_clips_snr_against_the_bed_under_it(tmp_path):
-    root = make_folder(tmp_path / "d", n_speakers=12)
-    cfg = TrainConfig(data=str(root), validation_percentage=25, testing_percentage=25)
-    idx = index_dataset(root, cfg)
-    words = [c for c in idx.split("test") if not c.is_silence]
+    root, cfg, _, words = _test_split_words(tmp_path)
     quiet_bed = StreamConfig(minutes=1.0, noise_dbfs=(-60.0, -60.0), clip_gain_db=(0.0, 0.0), seed=3)
     loud_bed = dataclasses.replace(quiet_bed, noise_dbfs=(-20.0, -20.0))
     quiet = build_stream(root, words, cfg, None, quiet_bed)  # generated pink noise at exactly that level
