@@ -8,7 +8,7 @@
 # usage: bash training/recipes/make_default_bundle.sh [DATA] [WORK_DIR] [OUT_BUNDLE]
 #   DATA        Speech Commands-layout folder (default ../shared/data/speech_commands_subset)
 #   WORK_DIR    where the run and the converted bundle go (default: a new temporary folder)
-#   OUT_BUNDLE  the bundle to write (default kws_edge/default_bundle)
+#   OUT_BUNDLE  the bundle to write (default kws_edge/default_bundle; with MODEL set, WORK_DIR/bundle)
 # Environment: SEED overrides the recipe's seed; EPOCHS its epochs (for quick checks only); MODEL trains
 #   another architecture on the same recipe (the references of RESULTS.md: MODEL=tiny_conv for TensorFlow's
 #   micro_speech model, MODEL=ds_cnn_mlperf for the MLPerf Tiny DS-CNN). Those have no streaming form, and a
@@ -17,14 +17,15 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 data="${1:-../shared/data/speech_commands_subset}"
 work="${2:-$(mktemp -d -t kws-default-XXXXXX)}"
-out="${3:-kws_edge/default_bundle}"
 extra=()
 [[ -n "${SEED:-}" ]] && extra+=(--seed "$SEED")
 [[ -n "${EPOCHS:-}" ]] && extra+=(--epochs "$EPOCHS")
 convert_extra=(--streaming)
+out="${3:-kws_edge/default_bundle}"
 if [[ -n "${MODEL:-}" && "${MODEL}" != tcn ]]; then
     extra+=(--model "$MODEL")
     convert_extra=(--allow-over-budget)
+    out="${3:-$work/bundle}"  # a reference never replaces the shipped bundle by default
 fi
 mkdir -p "$work"
 echo "[1/3] kws-train -> $work/run" >&2
