@@ -14,8 +14,8 @@ Measured (training/RESULTS_DEFAULT_RECIPE.md): the defaults (DS-CNN 64 x 4, 8 ep
 copies, noise p = 0.8 at 0-30 dB SNR, and since this bar was met ``average_last_epochs = 5``: the
 weights averaged over every step of the last 5 epochs, BatchNorm statistics re-estimated) give, at the
 default seed 1234, accuracy 96.9 %, yes 96.5 %, no 97.2 %, keyword FA 2.98 % (10 of 336: the bar
-allows 10, so there is no clip of margin on the FA); one run took 244-371 s on this 2-core machine
-with another engineer's training running (the averaging adds a few seconds). Mean of seeds 1234, 1, 2: accuracy 96.9 %, yes 97.1 %,
+allows 10, so there is no clip of margin on the FA); a run takes 215-280 s in CI and took up to 371 s on
+this 2-core machine with another engineer's training beside it (the averaging adds a few seconds). Mean of seeds 1234, 1, 2: accuracy 96.9 %, yes 97.1 %,
 no 95.3 %, FA 2.4 % (every criterion met; seeds 1 and 2 alone miss the "no" recall with 94.3 %,
 and seeds 3 and 4, run after the choice, miss the FA with 3.57 % and 3.87 %: the margin is one to three
 clips either way, and only the default seed passes on its own; the five-seed mean passes, FA 2.92 %).
