@@ -251,6 +251,7 @@ def convert_run(
     measure: Optional[bool] = None,
     stride_hops: int = 1,
     strip_names: bool = False,
+    per_channel: bool = True,
     name: Optional[str] = None,
     version: Optional[str] = None,
 ) -> ConversionReport:
@@ -270,6 +271,8 @@ def convert_run(
         (inferences per second = hops per second / N, which the compute and CPU budgets use)
     name, version : manifest name and version (default: the run directory's name, the model hash)
     strip_names : blank the tensor names of the model file (smaller; names are only debugging aids)
+    per_channel : int8 weights with one scale per output channel (default); false: one per tensor, a
+        smaller file (12 bytes less per channel of every weight and bias tensor)
 
     Raises
     ------
@@ -322,7 +325,8 @@ def convert_run(
     with captured_output():
         inference_model = _inference_model(run, model)
     model_bytes = convert_keras(inference_model, rep_x[rep_idx], quantize,
-                                normalization=run.normalization, clone=False, strip_names=strip_names)
+                                normalization=run.normalization, clone=False, strip_names=strip_names,
+                                per_channel=per_channel)
 
     # Evaluation: the float model as trained (Keras) against the converted model through the runtime's Engine.
     x_norm = run.normalization.apply(test_x)
@@ -384,6 +388,7 @@ def convert_run(
             "git_commit": _git_commit(),
             "tensorflow_version": getattr(tf, "__version__", ""),
             "quantize": quantize,
+            "weight_scales": ("per-channel" if per_channel else "per-tensor") if quantize == "int8" else None,
             "representative_clips": int(n_rep),
             "representative_seed": run.seed,
             "representative_source": "arrays/representative.npz (train split), normalised with normalization.json",

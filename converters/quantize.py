@@ -10,7 +10,13 @@ The recipe (measured in ../shared/ENVIRONMENT.md, TF 2.21 / Keras 3):
   :meth:`kws_edge.features.Normalization.apply`, as the runtime feeds the
   model), ``TFLITE_BUILTINS_INT8`` only and int8 input and output, so an
   operator without an int8 kernel fails here rather than on the device;
-* custom ops stay off (``allow_custom_ops = False``) for the same reason.
+* custom ops stay off (``allow_custom_ops = False``) for the same reason;
+* weights are quantised per output channel (the converter's default) unless
+  ``per_channel=False``: then one scale per weight tensor. Each per-channel
+  tensor carries a float32 scale and an int64 zero point per channel, 12 bytes
+  a channel: 7.3 KB (a third) of the default 28-channel ``tcn``'s 22.5 KB file,
+  which TFLite Micro and LiteRT run equally well per tensor (RESULTS.md, phase 5,
+  has what it costs in accuracy).
 
 ``from_keras_model`` prints a large "Saved artifact at ..." block and the
 TFLite C++ converter logs to stderr; both are captured and only shown (the
@@ -31,7 +37,7 @@ from kws_edge.errors import BackendUnavailableError, ConfigError, ConversionErro
 from kws_edge.features import Normalization
 
 __all__ = ["convert_keras", "batch1_clone", "import_tensorflow", "captured_output", "QUANTIZE_MODES",
-           "strip_tensor_names"]
+           "strip_tensor_names", "configure_int8"]
 
 QUANTIZE_MODES = ("int8", "float32")
 
@@ -107,6 +113,24 @@ def _samples(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     return x.reshape((x.shape[0], 1) + tuple(input_shape[1:]))
 
 
+def configure_int8(converter: Any, representative: Any, *, per_channel: bool = True) -> None:
+    """Set ``converter`` (a ``tf.lite.TFLiteConverter``) to full-integer int8 with int8 input and output.
+
+    ``representative`` is the converter's representative-dataset callable. Builtin int8 kernels only, so
+    an operator without one fails here, not on the device. ``per_channel=False`` gives every weight
+    tensor one scale (``_experimental_disable_per_channel``: the converter's own switch, private in
+    TF 2.21; tests/test_quantize_per_tensor.py fails if it stops taking effect).
+    """
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    converter._experimental_disable_per_channel = not per_channel
+
+
 def convert_keras(
     model: Any,
     representative_x: Optional[np.ndarray],
@@ -115,6 +139,7 @@ def convert_keras(
     normalization: Optional[Normalization] = None,
     clone: bool = True,
     strip_names: bool = False,
+    per_channel: bool = True,
 ) -> bytes:
     """Convert a Keras model to a ``.tflite`` flatbuffer.
 
@@ -128,6 +153,7 @@ def convert_keras(
     normalization : applied to ``representative_x`` when given (the runtime's exact transform)
     clone : convert a batch-1 clone (default) rather than ``model`` itself
     strip_names : blank every tensor name (see :func:`strip_tensor_names`)
+    per_channel : int8 weights with one scale per output channel (default) or, if false, per tensor
 
     Returns
     -------
@@ -157,11 +183,7 @@ def convert_keras(
             for sample in samples:
                 yield [sample]
 
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        configure_int8(converter, representative, per_channel=per_channel)
     import warnings
 
     with captured_output() as log, warnings.catch_warnings():

@@ -65,6 +65,8 @@ class StreamingConversionConfig:
     clips_per_stream : clips concatenated into one pseudo-stream
     block_frames : new frames per streaming call (None: the model config's)
     seed : picks the clips, their order and the calibration pairs
+    per_channel : int8 weights with one scale per output channel (default) or per tensor
+    strip_names : blank the tensor names of the model file
     """
 
     quantize: Literal["int8", "float32"] = "int8"
@@ -73,6 +75,8 @@ class StreamingConversionConfig:
     clips_per_stream: int = 12
     block_frames: int | None = None
     seed: int = 0
+    per_channel: bool = True
+    strip_names: bool = False
 
     def __post_init__(self) -> None:
         if self.quantize not in ("int8", "float32"):
@@ -222,6 +226,8 @@ def convert_streaming(window_model: Any, representative_features: np.ndarray,
 
     from kws_edge.training.streaming_model import layout, to_streaming
 
+    from .quantize import configure_int8, strip_tensor_names
+
     tcn = config_from_model(window_model, block_frames=config.block_frames or 5)
     stream_model = to_streaming(window_model, tcn)
     float_bytes = _float_tflite(stream_model)
@@ -239,13 +245,10 @@ def convert_streaming(window_model: Any, representative_features: np.ndarray,
             yield dict(zip(names, (frames, state), strict=True))
 
     converter = tf.lite.TFLiteConverter.from_keras_model(stream_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    # Builtin int8 kernels only: an op without one fails here, not on the device.
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    configure_int8(converter, representative, per_channel=config.per_channel)
     model_bytes = _quiet_convert(converter)
+    if config.strip_names:
+        model_bytes = strip_tensor_names(model_bytes)
     return StreamingConversion(model_bytes, float_bytes, "int8", len(pairs), layout(tcn).state_size,
                                tcn.block_frames, tcn.context_frames)
 

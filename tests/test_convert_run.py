@@ -153,6 +153,7 @@ def test_int8_bundle_loads_and_records_everything(converted, run_dir):
     assert m.provenance["run"]["data_sha256"] == "d" * 64 and m.provenance["data_sha256"] == "d" * 64
     assert m.provenance["config"]["seed"] == 0
     assert m.provenance["conversion"]["representative_clips"] == 200
+    assert m.provenance["conversion"]["weight_scales"] == "per-channel"
     assert set(m.metrics) >= {"float", "int8", "parity"}
     assert m.metrics["int8"]["n_clips"] == 200
     assert m.budgets["device"] == "raspberry-pi-4b" and m.budgets["within_budget"] is True
@@ -398,6 +399,16 @@ def test_cli_success_prints_one_line(run_dir, tmp_path, capsys):
     assert out.startswith(f"wrote {tmp_path / 'b'}: int8 ") and len(out.strip().splitlines()) == 1
     assert "Saved artifact" not in out + err and "Traceback" not in err
     assert load_bundle(tmp_path / "b").manifest.provenance["conversion"]["representative_clips"] == 50
+
+
+def test_cli_per_tensor_is_smaller_and_recorded(run_dir, tmp_path, capsys, converted):
+    code, out, err = cli([run_dir, "--device", "raspberry-pi-4", "--out", tmp_path / "b", "--no-measure",
+                          "--per-tensor"], capsys)
+    assert code == 0, err
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.manifest.provenance["conversion"]["weight_scales"] == "per-tensor"
+    assert len(bundle.model_bytes) < converted.analysis.model_bytes
+    assert bundle.manifest.metrics["parity"]["argmax_agreement"] >= 0.98
 
 
 def test_cli_over_budget_exit_1_with_table(run_dir, tmp_path, capsys):
