@@ -127,10 +127,14 @@ def config_from_model(model: Any, *, block_frames: int = 5) -> Any:
     dropout = 0.0
     with contextlib.suppress(ValueError):
         dropout = float(model.get_layer("dropout").rate)
+    filters, stem = int(first.filters), {}
+    with contextlib.suppress(ValueError):  # a 2D stem: first_conv slides over the cepstra, stem_mix widens
+        filters = int(model.get_layer("stem_mix").filters)
+        stem = dict(stem_channels=int(first.filters), stem_cepstra=int(first.kernel_size[1]))
     return TcnConfig(
-        n_frames=n_frames, n_cepstra=n_cepstra, n_labels=int(classifier.filters), filters=int(first.filters),
+        n_frames=n_frames, n_cepstra=n_cepstra, n_labels=int(classifier.filters), filters=filters,
         first_kernel_frames=int(first.kernel_size[0]), block_kernel_frames=tuple(kernels),
-        block_dilations=tuple(dilations), dropout=dropout, block_frames=block_frames,
+        block_dilations=tuple(dilations), dropout=dropout, block_frames=block_frames, **stem,
     )
 
 

@@ -33,6 +33,8 @@ HERE = Path(__file__).resolve().parent
 ATOL = 1e-5
 TOY = dict(n_frames=16, n_cepstra=4, n_labels=3, filters=6, first_kernel_frames=3,
            block_kernel_frames=(3, 3), block_dilations=(1, 2), dropout=0.0)
+#: the same toy with a 2D stem (a 3-frame x 2-cepstra convolution of 5 filters, then stem_mix to 6 channels)
+STEM = dict(TOY, stem_channels=5, stem_cepstra=2)
 
 
 def _toy_window_model(cfg: sm.TcnConfig, seed: int = 0):
@@ -80,9 +82,9 @@ def test_receptive_field_is_one_clip():
     assert sm.layout(cfg).state_size == sum(b.frames * b.channels for b in sm.layout(cfg).buffers)
 
 
-@pytest.mark.parametrize("block_frames", [1, 3])
-def test_keras_streaming_equals_window_model(block_frames):
-    cfg = sm.TcnConfig(block_frames=block_frames, **TOY)
+@pytest.mark.parametrize("block_frames, toy", [(1, TOY), (3, TOY), (3, STEM)], ids=["1", "3", "3-stem"])
+def test_keras_streaming_equals_window_model(block_frames, toy):
+    cfg = sm.TcnConfig(block_frames=block_frames, **toy)
     window = _toy_window_model(cfg)
     stream = sm.to_streaming(window, cfg)
     feats = np.random.default_rng(1).standard_normal((60, cfg.n_cepstra)).astype(np.float32)
@@ -92,8 +94,9 @@ def test_keras_streaming_equals_window_model(block_frames):
     np.testing.assert_allclose(rows[valid], ref, atol=ATOL, rtol=0)
 
 
-def test_float_tflite_streaming_equals_window_model():
-    cfg = sm.TcnConfig(block_frames=2, **TOY)
+@pytest.mark.parametrize("toy", [TOY, STEM], ids=["plain", "stem"])
+def test_float_tflite_streaming_equals_window_model(toy):
+    cfg = sm.TcnConfig(block_frames=2, **toy)
     window = _toy_window_model(cfg, seed=3)
     conv = convert_streaming(window, np.zeros((1, cfg.n_frames, cfg.n_cepstra), np.float32),
                              StreamingConversionConfig(quantize="float32", block_frames=2))
@@ -122,19 +125,22 @@ def test_committed_float_streaming_model_equals_keras_window_model():
     assert np.mean(rows[valid].argmax(1) == ref.argmax(1)) == 1.0
 
 
-def test_config_from_model_recovers_the_architecture():
-    cfg = sm.TcnConfig(block_frames=4, **TOY)
+@pytest.mark.parametrize("toy", [TOY, STEM], ids=["plain", "stem"])
+def test_config_from_model_recovers_the_architecture(toy):
+    cfg = sm.TcnConfig(block_frames=4, **toy)
     assert config_from_model(sm.build_window_model(cfg), block_frames=4) == cfg
 
 
 def test_registry_builder_fits_the_clip():
-    class Knobs:
-        width, depth, dropout = 32, 5, 0.1
+    from kws_edge.training.config import ModelConfig
 
-    model = sm.keras_builder(Knobs, (49, 10), 4, None)
+    model = sm.keras_builder(ModelConfig("tcn", width=32, depth=5, dropout=0.1), (49, 10), 4, None)
     cfg = config_from_model(model)
     assert cfg.receptive_field_frames == 49 and cfg.filters == 32 and len(cfg.block_dilations) == 5
-    assert model.output_shape == (None, 4)
+    assert cfg.stem_channels == 0 and model.output_shape == (None, 4)
+    knobs = ModelConfig("tcn", width=32, depth=5, stem_channels=8)
+    stem = config_from_model(sm.keras_builder(knobs, (49, 10), 4, None))
+    assert (stem.stem_channels, stem.stem_cepstra, stem.filters) == (8, 3, 32)
 
 
 def test_bad_configurations_are_refused():
@@ -142,6 +148,12 @@ def test_bad_configurations_are_refused():
         sm.TcnConfig(block_kernel_frames=(3, 3), block_dilations=(1,))
     with pytest.raises(ConfigError, match="more than the clip"):
         sm.TcnConfig(n_frames=10, block_kernel_frames=(5, 5), block_dilations=(4, 4))
+    with pytest.raises(ConfigError, match="stem_cepstra"):
+        sm.TcnConfig(n_cepstra=4, stem_channels=4, stem_cepstra=5)
+    from kws_edge.training.config import ModelConfig
+
+    with pytest.raises(ConfigError, match="architecture 'tcn' only"):
+        ModelConfig("ds_cnn", stem_channels=8)
     with pytest.raises(ConversionError, match="not a streamable 'tcn' model"):
         config_from_model(keras.Sequential([keras.Input((49, 10)), keras.layers.Flatten()]))
 

@@ -53,16 +53,25 @@ class ModelConfig:
 
     ``width`` is the number of filters (DS-CNN, tiny_conv) or the base
     channel count (tc_resnet); ``depth`` the number of blocks.
+    ``stem_channels`` (``tcn`` only; 0 = none) puts a 2D stem ahead of the
+    first layer: a 5-frame x 3-cepstra convolution with that many filters
+    (see :class:`kws_edge.training.streaming_model.TcnConfig`).
     """
 
     architecture: str = "ds_cnn"
     width: int = 64
     depth: int = 4
     dropout: float = 0.2
+    stem_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.depth < 0:
             raise ConfigError(f"model width={self.width} must be >= 1 and depth={self.depth} >= 0")
+        if self.stem_channels < 0:
+            raise ConfigError(f"model stem_channels={self.stem_channels} must be >= 0 (0: no stem)")
+        if self.stem_channels and self.architecture != "tcn":
+            raise ConfigError(f"model stem_channels applies to architecture 'tcn' only, not "
+                              f"{self.architecture!r}; remove it or set architecture = \"tcn\"")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model dropout={self.dropout} must be in [0, 1)")
 

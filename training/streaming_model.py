@@ -90,6 +90,12 @@ class TcnConfig:
     block_dilations : time dilation of each depthwise block (same length as block_kernel_frames)
     dropout : dropout before the classifier (training only)
     block_frames : new frames per streaming call (the streaming model's time step)
+    stem_channels : 0 (default): the first convolution spans all cepstra. Otherwise a 2D stem: the first
+        convolution (``first_kernel_frames`` x ``stem_cepstra``, ``stem_channels`` filters) slides over
+        the cepstra too, and a ``stem_mix`` convolution (1 frame x the remaining positions) maps its
+        output to ``filters`` channels. Time kernel 1 after the first convolution, so the streaming
+        form needs no state for it.
+    stem_cepstra : the stem's kernel along the cepstra
     """
 
     n_frames: int = 49
@@ -101,6 +107,8 @@ class TcnConfig:
     block_dilations: tuple[int, ...] = (1, 2, 4, 4, 4)
     dropout: float = 0.1
     block_frames: int = 5
+    stem_channels: int = 0
+    stem_cepstra: int = 3
 
     def __post_init__(self) -> None:
         if len(self.block_kernel_frames) != len(self.block_dilations):
@@ -120,6 +128,9 @@ class TcnConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.stem_channels < 0 or not 1 <= self.stem_cepstra <= self.n_cepstra:
+            raise ConfigError(f"stem_channels={self.stem_channels} must be >= 0 and stem_cepstra="
+                              f"{self.stem_cepstra} within 1..n_cepstra ({self.n_cepstra})")
 
     @property
     def conv_receptive_field_frames(self) -> int:
@@ -218,8 +229,17 @@ def build(config: TcnConfig, mode: Mode = Mode.NON_STREAM, *, batch_size: int | 
         new_states.append(layers.Reshape((b.size,), name=f"{name}_state_out")(joined[:, -b.frames:]))
         return joined
 
-    x = layers.Conv2D(c.filters, (c.first_kernel_frames, c.n_cepstra), padding="valid", use_bias=False,
-                      name="first_conv")(layers.Reshape((n_in, c.n_cepstra, 1), name="channel_axis")(frames_in))
+    x = layers.Reshape((n_in, c.n_cepstra, 1), name="channel_axis")(frames_in)
+    if c.stem_channels:
+        x = layers.Conv2D(c.stem_channels, (c.first_kernel_frames, c.stem_cepstra), padding="valid",
+                          use_bias=False, name="first_conv")(x)
+        x = layers.BatchNormalization(name="stem_bn")(x)
+        x = layers.ReLU(max_value=6.0, name="stem_relu")(x)
+        x = layers.Conv2D(c.filters, (1, c.n_cepstra - c.stem_cepstra + 1), padding="valid", use_bias=False,
+                          name="stem_mix")(x)
+    else:
+        x = layers.Conv2D(c.filters, (c.first_kernel_frames, c.n_cepstra), padding="valid", use_bias=False,
+                          name="first_conv")(x)
     x = layers.BatchNormalization(name="first_bn")(x)
     x = layers.ReLU(max_value=6.0, name="first_relu")(x)
     for i, (k, d) in enumerate(zip(c.block_kernel_frames, c.block_dilations, strict=True)):
@@ -253,7 +273,7 @@ def build(config: TcnConfig, mode: Mode = Mode.NON_STREAM, *, batch_size: int | 
 
 
 def tcn_config(width: int, depth: int, dropout: float, input_shape: tuple[int, int], n_classes: int,
-               *, block_frames: int = 5) -> TcnConfig:
+               *, block_frames: int = 5, stem_channels: int = 0) -> TcnConfig:
     """The ``tcn`` configuration for the training registry's (width, depth, dropout) knobs.
 
     ``depth`` blocks of kernel 3 with dilations 1, 2, 4, 4, ... (capped so the
@@ -273,13 +293,13 @@ def tcn_config(width: int, depth: int, dropout: float, input_shape: tuple[int, i
         rf += 2 * d
     return TcnConfig(n_frames=frames, n_cepstra=coeffs, n_labels=int(n_classes), filters=int(width),
                      first_kernel_frames=first, block_kernel_frames=(3,) * depth, block_dilations=tuple(dilations),
-                     dropout=float(dropout), block_frames=block_frames)
+                     dropout=float(dropout), block_frames=block_frames, stem_channels=int(stem_channels))
 
 
 def keras_builder(cfg: Any, input_shape: tuple[int, int], n_classes: int, batch_size: int | None) -> Any:
     """Builder with the signature of ``kws_edge.training.models.ARCHITECTURES`` (``ModelConfig`` knobs)."""
-    return build(tcn_config(cfg.width, cfg.depth, cfg.dropout, input_shape, n_classes), Mode.NON_STREAM,
-                 batch_size=batch_size)
+    return build(tcn_config(cfg.width, cfg.depth, cfg.dropout, input_shape, n_classes,
+                            stem_channels=cfg.stem_channels), Mode.NON_STREAM, batch_size=batch_size)
 
 
 def build_window_model(config: TcnConfig, *, batch_size: int | None = None) -> Any:
