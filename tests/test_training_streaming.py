@@ -13,7 +13,13 @@ from _training_data import make_folder
 from kws_edge.smoothing import Detection
 from kws_edge.training.config import TrainConfig
 from kws_edge.training.dataset import NoiseBank, index_dataset
-from kws_edge.training.streaming_eval import StreamConfig, build_stream, score_detections, select_thresholds
+from kws_edge.training.streaming_eval import (
+    StreamConfig,
+    build_stream,
+    choose_setting,
+    score_detections,
+    select_thresholds,
+)
 
 KW = ("yes", "no")
 EVENTS = [
@@ -50,6 +56,27 @@ def test_select_thresholds_per_keyword():
     assert select_thresholds(points, KW, target_fa_per_hour=1.0) == {"yes": 0.9, "no": 0.7}
     assert select_thresholds(points, KW, target_fa_per_hour=4.0) == {"yes": 0.7, "no": 0.5}
     assert select_thresholds(points, KW, target_fa_per_hour=0.0)["yes"] == 0.95
+
+
+def _scores(*pairs):
+    return [{"false_reject_rate": frr, "false_accepts_per_hour": fah} for frr, fah in pairs]
+
+
+def test_choose_setting_lowest_frr_within_the_target():
+    assert choose_setting(_scores((0.30, 0.4), (0.20, 0.5), (0.10, 0.6)), 0.5, 0.05) == 1
+
+
+def test_choose_setting_without_one_within_the_target_is_nearest_to_both():
+    """Tuning-stream figures measured for two bundles of RESULTS.md (smoothing 200/400/600 ms)."""
+    shipped = _scores((0.377, 4.0), (0.408, 1.333), (0.939, 5.333))
+    assert choose_setting(shipped, 0.5, 0.05) == 1  # fewest false accepts, also nearest to both targets
+    # the fewest false accepts (2.7 FA/h) would cost 93 % of the keywords; 4.0 FA/h at 41 % FRR is nearer
+    per_tensor_seed4 = _scores((0.408, 4.0), (0.456, 5.333), (0.927, 2.667))
+    assert choose_setting(per_tensor_seed4, 0.5, 0.05) == 0
+    with pytest.raises(ValueError, match="no detector settings"):
+        choose_setting([], 0.5, 0.05)
+    with pytest.raises(ValueError, match="must be > 0"):
+        choose_setting(shipped, 0.5, 0.0)
 
 
 def _test_split_words(tmp_path):

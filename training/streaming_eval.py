@@ -46,7 +46,7 @@ from .config import UNKNOWN_LABEL, TrainConfig
 from .dataset import Clip, NoiseBank, load_clip_audio, scale_to_dbfs
 
 __all__ = ["StreamConfig", "TestStream", "build_stream", "run_detector", "score_detections", "det_curve",
-           "select_thresholds", "evaluate_stream", "SNR_BANDS_DB"]
+           "select_thresholds", "choose_setting", "evaluate_stream", "SNR_BANDS_DB"]
 
 #: SNR bands (dB, lower edge inclusive) of the FRR breakdown; an event over a silent bed counts as +inf
 SNR_BANDS_DB = ((-np.inf, 0.0), (0.0, 10.0), (10.0, 20.0), (20.0, np.inf))
@@ -277,6 +277,25 @@ def select_thresholds(points: list[dict[str, Any]], keywords: tuple[str, ...], t
         ok = [p["threshold"] for p in points if p["per_keyword"][k]["false_accepts_per_hour"] <= share]
         out[k] = float(min(ok)) if ok else float(max(p["threshold"] for p in points))
     return out
+
+
+def choose_setting(scores: list[dict[str, Any]], target_fa_per_hour: float, target_frr: float) -> int:
+    """Index of the detector setting to ship among ``scores`` (each with ``false_reject_rate`` and
+    ``false_accepts_per_hour``, measured on a *tuning* stream).
+
+    The lowest FRR among the settings within the FA/h target; if none is, the setting nearest to both
+    targets, each figure counted in multiples of its target (``FA/h / target_fa_per_hour + FRR /
+    target_frr``), so a setting never buys its last false accepts with most of the keywords.
+    """
+    if not scores:
+        raise ValueError("no detector settings to choose from")
+    if target_fa_per_hour <= 0 or target_frr <= 0:
+        raise ValueError(f"targets must be > 0 (FA/h {target_fa_per_hour}, FRR {target_frr})")
+    within = [i for i, s in enumerate(scores) if s["false_accepts_per_hour"] <= target_fa_per_hour]
+    if within:
+        return min(within, key=lambda i: scores[i]["false_reject_rate"])
+    return min(range(len(scores)), key=lambda i: (scores[i]["false_accepts_per_hour"] / target_fa_per_hour
+                                                  + scores[i]["false_reject_rate"] / target_frr))
 
 
 def evaluate_stream(bundle: Bundle, stream: TestStream, *, config: DetectorConfig | None = None,

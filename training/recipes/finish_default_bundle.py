@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune-minutes", type=float, default=45.0)
     ap.add_argument("--report-minutes", type=float, default=35.0)
     ap.add_argument("--target-fa-per-hour", type=float, default=0.5)
+    ap.add_argument("--target-frr", type=float, default=0.05,
+                    help="used only when no setting reaches the FA/h target (see choose_setting)")
     ap.add_argument("--name", default="yes-no-real")
     args = ap.parse_args(argv)
 
@@ -98,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     from kws_edge.training.config import SILENCE_LABEL
     from kws_edge.training.dataset import NoiseBank, index_dataset
     from kws_edge.training.rundir import open_run
-    from kws_edge.training.streaming_eval import (StreamConfig, build_stream, det_curve, run_detector,
-                                                  score_detections, select_thresholds)
+    from kws_edge.training.streaming_eval import (StreamConfig, build_stream, choose_setting, det_curve,
+                                                  run_detector, score_detections, select_thresholds)
 
     run = open_run(args.run)
     config = dataclasses.replace(run.config(), data=str(args.data))
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     _, posts, times = run_detector(bundle, tune, m.detector)
     # Detector defaults chosen on the tuning stream only: for each smoothing setting, the per-keyword
     # thresholds of select_thresholds; then the setting with the lowest FRR within the FA/h target
-    # (or, if none reaches it, the fewest false accepts).
+    # (or, if none reaches it, the one nearest to both targets: choose_setting).
     candidates = []
     for window_ms, min_count in SMOOTHING_GRID:
         base = dataclasses.replace(m.detector, smoothing_window_ms=window_ms, min_count=min_count)
@@ -138,9 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                              tune_cfg.tolerance_ms)
         candidates.append((cfg, s))
         log("tuning", window_ms, min_count, cfg.thresholds, s["false_reject_rate"], s["false_accepts_per_hour"])
-    within = [c for c in candidates if c[1]["false_accepts_per_hour"] <= args.target_fa_per_hour]
-    detector, tuned = (min(within, key=lambda c: c[1]["false_reject_rate"]) if within else
-                       min(candidates, key=lambda c: (c[1]["false_accepts"], c[1]["false_reject_rate"])))
+    detector, tuned = candidates[choose_setting([s for _, s in candidates], args.target_fa_per_hour,
+                                                args.target_frr)]
     thresholds = dict(detector.thresholds)
     log("detector", to_dict(detector))
     report = build_stream(index.root, words, config, noise, report_cfg, split="validation")
@@ -164,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                    "FA/h of those defaults measured on a separate report stream of validation speakers "
                    "(other seed: order, gains, gaps, noise bed)"),
         "target_false_accepts_per_hour": args.target_fa_per_hour,
+        "target_false_reject_rate": args.target_frr,
+        "setting_rule": ("lowest tuning FRR within the FA/h target; if none, lowest "
+                         "FA/h / target FA/h + FRR / target FRR (choose_setting)"),
         "thresholds": thresholds,
         "detector": to_dict(detector),
         "smoothing_grid": [{"smoothing_window_ms": c.smoothing_window_ms, "min_count": c.min_count,
