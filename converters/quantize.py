@@ -14,9 +14,11 @@ The recipe (measured in ../shared/ENVIRONMENT.md, TF 2.21 / Keras 3):
 * weights are quantised per output channel (the converter's default) unless
   ``per_channel=False``: then one scale per weight tensor. Each per-channel
   tensor carries a float32 scale and an int64 zero point per channel, 12 bytes
-  a channel: 7.3 KB (a third) of the default 28-channel ``tcn``'s 22.5 KB file,
-  which TFLite Micro and LiteRT run equally well per tensor (RESULTS.md, phase 5,
-  has what it costs in accuracy).
+  a channel: 7.3 KB (a third) of a 28-channel ``tcn``'s 22.5 KB file. LiteRT
+  runs both (tested); TFLite's convolution kernels, shared with TFLite Micro
+  (``PopulateConvolutionQuantizationParams``), take one scale or one per
+  channel (not run on a microcontroller here). RESULTS.md, phase 5, has what
+  it costs in accuracy.
 
 ``from_keras_model`` prints a large "Saved artifact at ..." block and the
 TFLite C++ converter logs to stderr; both are captured and only shown (the

@@ -57,7 +57,7 @@ def test_per_tensor_window_model_is_smaller_with_one_scale_per_weight_tensor(sma
     assert len(per_channel) - len(per_tensor) >= 12 * sum(c - 1 for c in channel_counts)
     # the same model: both int8 files against the float one on held-out inputs
     x = np.random.default_rng(1).normal(size=(32, 49, 10)).astype(np.float32)
-    expected = model.predict(x[:, :, :, None] if len(model.inputs[0].shape) == 4 else x, verbose=0)
+    expected = model.predict(x, verbose=0)
     for model_bytes in (per_channel, per_tensor):
         engine = Engine(model_bytes)
         got = np.stack([engine.run(sample.reshape(engine.input.shape))[0].reshape(-1) for sample in x])
