@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from _training_data import make_folder
 
+from kws_edge.errors import ConfigError
 from kws_edge.smoothing import Detection
 from kws_edge.training.config import TrainConfig
 from kws_edge.training.dataset import NoiseBank, index_dataset
@@ -73,9 +74,9 @@ def test_choose_setting_without_one_within_the_target_is_nearest_to_both():
     # the fewest false accepts (2.7 FA/h) would cost 93 % of the keywords; 4.0 FA/h at 41 % FRR is nearer
     per_tensor_seed4 = _scores((0.408, 4.0), (0.456, 5.333), (0.927, 2.667))
     assert choose_setting(per_tensor_seed4, 0.5, 0.05) == 0
-    with pytest.raises(ValueError, match="no detector settings"):
+    with pytest.raises(ConfigError, match="no detector settings"):
         choose_setting([], 0.5, 0.05)
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ConfigError, match="must be > 0"):
         choose_setting(shipped, 0.5, 0.0)
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from ..bundle import Bundle
 from ..config import to_dict
 from ..detector import KeywordDetector
+from ..errors import ConfigError
 from ..smoothing import Detection, DetectorConfig, PosteriorSmoother
 from .config import UNKNOWN_LABEL, TrainConfig
 from .dataset import Clip, NoiseBank, load_clip_audio, scale_to_dbfs
@@ -288,9 +289,9 @@ def choose_setting(scores: list[dict[str, Any]], target_fa_per_hour: float, targ
     target_frr``), so a setting never buys its last false accepts with most of the keywords.
     """
     if not scores:
-        raise ValueError("no detector settings to choose from")
+        raise ConfigError("no detector settings to choose from")
     if target_fa_per_hour <= 0 or target_frr <= 0:
-        raise ValueError(f"targets must be > 0 (FA/h {target_fa_per_hour}, FRR {target_frr})")
+        raise ConfigError(f"targets must be > 0 (FA/h {target_fa_per_hour}, FRR {target_frr})")
     within = [i for i, s in enumerate(scores) if s["false_accepts_per_hour"] <= target_fa_per_hour]
     if within:
         return min(within, key=lambda i: scores[i]["false_reject_rate"])

@@ -81,6 +81,16 @@ def _unseen_words(bundle, root: Path, words: tuple[str, ...]) -> dict:
             "method": "every clip of words held out of training (all splits), argmax of the int8 bundle"}
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, type=Path)
@@ -89,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--tune-minutes", type=float, default=45.0)
     ap.add_argument("--report-minutes", type=float, default=35.0)
-    ap.add_argument("--target-fa-per-hour", type=float, default=0.5)
-    ap.add_argument("--target-frr", type=float, default=0.05,
+    ap.add_argument("--target-fa-per-hour", type=_positive, default=0.5)
+    ap.add_argument("--target-frr", type=_positive, default=0.05,
                     help="used only when no setting reaches the FA/h target (see choose_setting)")
     ap.add_argument("--name", default="yes-no-real")
     args = ap.parse_args(argv)
