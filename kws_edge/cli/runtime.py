@@ -8,9 +8,12 @@ lines, and the exit status is 2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +160,31 @@ def classify(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, re
     _finish(errors)
 
 
+@contextlib.contextmanager
+def _ctrl_c_as_flag() -> Iterator[list[bool]]:
+    """While inside, Ctrl-C sets ``flag[0]`` instead of raising KeyboardInterrupt.
+
+    An exception raised asynchronously inside ``queue.Queue.get`` (where the listen loop waits) can leave
+    the queue's lock held; the audio thread's next ``put`` then blocks, and stopping the stream waits for
+    that thread forever. The likely cause of one ``kws listen`` hang after Ctrl-C in CI (not reproduced
+    in 9 runs of the test alone); with a flag the loop ends at the next audio block (100 ms).
+    """
+    flag = [False]
+
+    def request_stop(signum: int, frame: Any) -> None:
+        flag[0] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, request_stop)
+    except ValueError:  # not the main thread: leave Ctrl-C as it is
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @cli.command()
 @_bundle
 @click.option("--device", default=None, help="input device index or name (list them: python -m sounddevice)")
@@ -199,11 +227,14 @@ def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, a
                                    interval_s=telemetry_interval)
         click.echo(session.describe(), err=True)
     try:
-        with mic:
+        with _ctrl_c_as_flag() as stop_requested, mic:
             click.echo(f"listening on {mic.device_name or 'the default input'} at {rate} Hz "
                        f"for {'%g s' % seconds if seconds else 'ever (Ctrl-C to stop)'}; "
                        f"keywords: {', '.join(detector.keywords)}", err=True)
             for chunk in mic:
+                if stop_requested[0]:
+                    interrupted = True
+                    break
                 if seconds is not None:
                     chunk = chunk[: max(0, int(round(seconds * rate)) - detector.n_samples)]
                 for d in detector.process(chunk):
