@@ -236,7 +236,8 @@ def convert_streaming(window_model: Any, representative_features: np.ndarray,
     stream_model = to_streaming(window_model, tcn)
     float_bytes = _float_tflite(stream_model)
     if config.quantize == "float32":
-        return StreamingConversion(float_bytes, float_bytes, "float32", 0, layout(tcn).state_size,
+        model_bytes = strip_tensor_names(float_bytes) if config.strip_names else float_bytes
+        return StreamingConversion(model_bytes, float_bytes, "float32", 0, layout(tcn).state_size,
                                    tcn.block_frames, tcn.context_frames)
     streams = pseudo_streams(representative_features, n_streams=config.n_streams,
                              clips_per_stream=config.clips_per_stream, seed=config.seed)

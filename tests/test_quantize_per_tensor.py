@@ -78,3 +78,7 @@ def test_per_tensor_streaming_model_with_names_stripped(small_tcn):
     engine = Engine(small.model_bytes)
     assert all(t.name == "" for t in list(engine.inputs) + list(engine.outputs))
     assert (small.state_size, small.block_frames) == (default.state_size, default.block_frames)
+    # --strip-names applies to a float32 streaming model too
+    floats = convert_streaming(model, features, StreamingConversionConfig(quantize="float32", strip_names=True))
+    assert len(floats.model_bytes) < len(floats.float_model_bytes)
+    assert all(t.name == "" for t in list(Engine(floats.model_bytes).inputs) + list(Engine(floats.model_bytes).outputs))
