@@ -7,6 +7,10 @@ the ``flatbuffers`` package) and reports:
 * the operators in execution order, and which of them TFLite Micro's builtin
   op resolver lacks (:data:`TFLM_BUILTINS`);
 * model bytes (the file) and weight bytes (every constant tensor's buffer);
+* quantisation-parameter bytes (every tensor's scales, 4 bytes each, and zero
+  points, 8 bytes each, as the schema stores them) and the most scales on one
+  constant tensor (1: per-tensor weight scales; the channel count: per-channel;
+  0: no quantised constants), which is what ``kws-convert --per-tensor`` saves;
 * **peak activation bytes**: every non-constant tensor of the main subgraph
   lives from the operator that writes it (the start, for model inputs and
   variables) to the last operator that reads it (the end, for model outputs
@@ -93,6 +97,10 @@ class ModelAnalysis:
     output: TensorSpec
     n_subgraphs: int = 1
     per_operator: tuple[OperatorCost, ...] = field(default=(), repr=False)
+    #: bytes of every tensor's quantisation scales (float32) and zero points (int64)
+    quantization_param_bytes: int = 0
+    #: the most scales on one constant tensor: 1 = per-tensor, > 1 = per-channel, 0 = none quantised
+    max_weight_scales: int = 0
 
     @property
     def operator_set(self) -> tuple[str, ...]:
@@ -114,6 +122,8 @@ class ModelAnalysis:
             "operators": list(self.operators),
             "tflm_unsupported": list(self.tflm_unsupported),
             "n_subgraphs": self.n_subgraphs,
+            "quantization_param_bytes": self.quantization_param_bytes,
+            "max_weight_scales": self.max_weight_scales,
         }
 
 
@@ -134,6 +144,10 @@ def _enum_names(enum_cls: Any) -> dict[int, str]:
 def _elements(shape: Any) -> int:
     dims = [int(d) for d in (shape if shape is not None else [])]
     return int(math.prod(max(d, 1) for d in dims)) if dims else 1
+
+
+def _count(values: Any) -> int:
+    return 0 if values is None else len(values)
 
 
 def _shape(tensor: Any) -> tuple[int, ...]:
@@ -223,11 +237,16 @@ def analyze_model(model: bytes | str | Path) -> ModelAnalysis:
 
     weight_buffers: dict[int, int] = {}
     all_ops: set[str] = set()
+    quant_bytes = max_scales = 0
     for sg in subgraphs:
         for t in sg.tensors or []:
+            n_scales = _count(t.quantization.scale) if t.quantization is not None else 0
+            if t.quantization is not None:
+                quant_bytes += 4 * n_scales + 8 * _count(t.quantization.zeroPoint)
             if is_constant(t):
                 buf = buffers[t.buffer]
                 weight_buffers[t.buffer] = len(buf.data) if buf.data is not None and len(buf.data) else int(buf.size)
+                max_scales = max(max_scales, n_scales)
         for op in sg.operators or []:
             all_ops.add(opname(op.opcodeIndex))
 
@@ -298,4 +317,6 @@ def analyze_model(model: bytes | str | Path) -> ModelAnalysis:
         output=_spec(tensors[outputs[0]], type_names),
         n_subgraphs=len(subgraphs),
         per_operator=tuple(costs),
+        quantization_param_bytes=int(quant_bytes),
+        max_weight_scales=int(max_scales),
     )

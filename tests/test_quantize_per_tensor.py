@@ -55,6 +55,14 @@ def test_per_tensor_window_model_is_smaller_with_one_scale_per_weight_tensor(sma
     assert max(channel_counts) == 12 and set(tensor_counts) == {1}
     # 12 bytes (float32 scale + int64 zero point) per channel saved on each weight tensor, and as much on biases
     assert len(per_channel) - len(per_tensor) >= 12 * sum(c - 1 for c in channel_counts)
+    # the flatbuffer analysis (kws-convert's report) tells the two apart and counts those bytes
+    from kws_edge.converters.analysis import analyze_model
+
+    a_channel, a_tensor = analyze_model(per_channel), analyze_model(per_tensor)
+    assert (a_channel.max_weight_scales, a_tensor.max_weight_scales) == (12, 1)
+    saved = a_channel.quantization_param_bytes - a_tensor.quantization_param_bytes
+    assert saved >= 12 * sum(c - 1 for c in channel_counts)
+    assert saved <= len(per_channel) - len(per_tensor)
     # the same model: both int8 files against the float one on held-out inputs
     x = np.random.default_rng(1).normal(size=(32, 49, 10)).astype(np.float32)
     expected = model.predict(x, verbose=0)

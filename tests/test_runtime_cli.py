@@ -113,6 +113,17 @@ def test_info_table(kws, tone_bundle_path):
     assert code == 0 and json.loads(out)["name"] == "tone-test"
 
 
+def test_info_names_the_weight_scales_of_an_int8_model(kws, tone_bundle_path):
+    from kws_edge import default_bundle_path, load_bundle
+
+    scales = load_bundle(default_bundle_path()).manifest.provenance["conversion"]["weight_scales"]
+    assert scales in ("per-tensor", "per-channel")  # recorded by kws-convert
+    code, out, _ = kws("info", default_bundle_path())
+    assert code == 0 and f"int8 ({scales} weight scales)" in out
+    code, out, _ = kws("info", tone_bundle_path)  # no conversion provenance: nothing claimed
+    assert code == 0 and "weight scales" not in out
+
+
 @pytest.mark.parametrize("rate", [8000, 44100])
 def test_other_rates_are_resampled_with_a_note(kws, tone_bundle_path, tmp_wav, rate):
     path = tmp_wav(_tone(rate, rate), rate_hz=rate)

@@ -286,13 +286,14 @@ def _num(n: int | float) -> str:
     return f"{n:,}" if n else "not measured"
 
 
-def _model_rows(prefix: str, m: Any) -> list[tuple[str, str]]:
+def _model_rows(prefix: str, m: Any, weight_scales: str = "") -> list[tuple[str, str]]:
     ops = list(m.operators)
     counted = ", ".join(f"{op} x{ops.count(op)}" if ops.count(op) > 1 else op for op in dict.fromkeys(ops))
     q = lambda t: f"{list(t.shape)} {t.dtype}" + (f" (scale {t.scale:.6g}, zero point {t.zero_point})"  # noqa: E731
                                                    if t.scale else "")
     return [
-        (f"{prefix}file", f"{m.file}, {m.size_bytes:,} bytes, {m.quantization}"),
+        (f"{prefix}file", f"{m.file}, {m.size_bytes:,} bytes, {m.quantization}"
+                          + (f" ({weight_scales} weight scales)" if weight_scales and m.quantization == "int8" else "")),
         (f"{prefix}sha256", m.sha256),
         (f"{prefix}input", q(m.input)),
         (f"{prefix}output", q(m.output)),
@@ -364,9 +365,11 @@ def _info_rows(b: Bundle) -> list[tuple[str, str]]:
                      f"lifter {f.cepstral_lifter}"),
         ("clip", f"{f.clip_ms:g} ms = {f.frames_per_clip} frames"),
     ]
-    rows += _model_rows("model ", m.model)
+    conversion = m.provenance.get("conversion") if isinstance(m.provenance, dict) else None
+    scales = str(conversion.get("weight_scales") or "") if isinstance(conversion, dict) else ""
+    rows += _model_rows("model ", m.model, scales)
     if m.streaming_model is not None:
-        rows += _model_rows("streaming ", m.streaming_model)
+        rows += _model_rows("streaming ", m.streaming_model, scales)
     thresholds = ", ".join(f"{k} {d.threshold(k):g}" for k in m.keywords)
     rows.append(("detector", f"threshold {thresholds}; smoothing {d.smoothing_window_ms:g} ms; "
                              f"min count {d.min_count}; suppression {d.suppression_ms:g} ms; "
