@@ -2,7 +2,7 @@
 
     kws-train --data DIR|synthetic --out RUN_DIR [--config FILE.toml] [--model NAME]
               [--epochs N] [--seed S] [--overwrite] [--workers N] [--no-cache] [--json]
-              [--strategy default|mirrored|multiworker]
+              [--strategy default|mirrored|multiworker] [--distill-from RUN_DIR ...]
 
 With ``--strategy multiworker`` every worker runs the same command with its own
 ``TF_CONFIG``; only the chief writes RUN_DIR and prints the metrics (see
@@ -71,15 +71,19 @@ class _Bars:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
               show_default=True, help="tf.distribute strategy; multiworker reads TF_CONFIG.")
+@click.option("--distill-from", "distill_from", multiple=True, type=click.Path(file_okay=False),
+              help="A finished run to learn from as well (knowledge distillation); repeat for an ensemble. "
+                   "Replaces the recipe's distill_from.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def train_command(data, out, config_path, model, epochs, seed, overwrite, workers, no_cache, as_json, quiet,
-                  strategy):
+                  strategy, distill_from):
     """Train a keyword-spotting model and write RUN_DIR (see docs/ARCHITECTURE.md)."""
     from .config import load_config
     from .fit import train
     from .metrics import metrics_table
 
-    config = load_config(config_path, data=data, model=model, epochs=epochs, seed=seed)
+    config = load_config(config_path, data=data, model=model, epochs=epochs, seed=seed,
+                         distill_from=tuple(distill_from) or None)
     bars = _Bars(enabled=not quiet and not as_json)
     start = time.perf_counter()
     try:

@@ -180,6 +180,10 @@ class TrainConfig:
     ``focal_gamma`` > 0 trains with the focal loss (cross-entropy scaled by
     ``(1 - p_true) ** gamma``, Lin et al. 2017), which weights the clips near a
     class boundary more than the easy ones; 0 is plain cross-entropy.
+    ``distill_from`` names finished runs (teachers) whose mean prediction the
+    model also learns from, with ``distill_weight`` the share of that soft term
+    and ``distill_temperature`` its temperature (knowledge distillation; see
+    :mod:`kws_edge.training.distill`); empty is off.
     """
 
     data: str = "synthetic"
@@ -208,6 +212,9 @@ class TrainConfig:
     synthetic_negatives: int = 0
     representative_samples: int = 500
     exclude_words: tuple[str, ...] = ()
+    distill_from: tuple[str, ...] = ()
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if tuple(self.labels[:2]) != (SILENCE_LABEL, UNKNOWN_LABEL):
@@ -244,6 +251,13 @@ class TrainConfig:
             raise ConfigError(f"silence_zero_share={self.silence_zero_share} must be in [0, 1]")
         if self.synthetic_negatives < 0 or self.representative_samples < 1:
             raise ConfigError("synthetic_negatives must be >= 0 and representative_samples >= 1")
+        if not 0.0 < self.distill_weight <= 1.0:
+            raise ConfigError(f"distill_weight={self.distill_weight} must be in (0, 1] (the share of the teachers' term)")
+        if not 0.0 < self.distill_temperature <= 20.0:
+            raise ConfigError(f"distill_temperature={self.distill_temperature} must be in (0, 20]")
+        if self.distill_from and (self.label_smoothing or self.focal_gamma or self.negative_class_weight != 1.0):
+            raise ConfigError("distill_from replaces the loss: set label_smoothing = 0, focal_gamma = 0 and "
+                              "negative_class_weight = 1 with it")
         clash = [w for w in self.exclude_words if w in self.keywords]
         if clash:
             raise ConfigError(f"exclude_words contains the keyword {clash[0]!r}; only other words can be held out")

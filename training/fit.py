@@ -149,7 +149,14 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
         else:
             optimizer = keras.optimizers.Adam(schedule)
-        model.compile(optimizer=optimizer, loss=_loss(config, tf, keras), metrics=["accuracy"])
+        if config.distill_from:
+            from .distill import distillation_loss, packed_accuracy
+
+            model.compile(optimizer=optimizer, metrics=[packed_accuracy(tf)],
+                          loss=distillation_loss(len(config.labels), config.distill_weight,
+                                                 config.distill_temperature, tf, keras))
+        else:
+            model.compile(optimizer=optimizer, loss=_loss(config, tf, keras), metrics=["accuracy"])
 
     class _Report(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -310,10 +317,17 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
                           f"choose one of {', '.join(ARCHITECTURES)}")
     if config.augment.pool_copies and dist is not None and not dist.is_default:
         raise ConfigError("augment.pool_copies needs the default strategy (one process); set it to 0 to distribute")
+    if config.distill_from and dist is not None and not dist.is_default:
+        raise ConfigError("distill_from needs the default strategy (one process); leave it empty to distribute")
     rd.check_run_dir(out_dir, overwrite=overwrite)
     root = resolve_data(config, progress) if config.is_synthetic else Path(config.data).expanduser()
     index = index_dataset(root, config)  # DataError before the run directory is touched
     negatives = _add_synthetic_negatives(index, config, progress)
+    from .distill import load_teachers
+
+    teachers = load_teachers(config, index)  # ConfigError / RunError before the run directory is touched
+    if teachers is not None:
+        run_info["distilled_from"] = teachers.describe()
     run = rd.prepare_run_dir(out_dir, overwrite=overwrite, run_json=run_info)
     out = run.path
     atomic_write_json(out / rd.CONFIG_JSON, to_dict(config))
@@ -379,7 +393,11 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
                 x_e = spec_augment(x_e, np.random.default_rng([config.seed, 7, epoch]), config.augment)
             return np.concatenate([x_clean, x_e]), y_train
 
-    model, history = _fit_keras(config, x_train, y_train, x_val, labels["validation"], progress, dist, epoch_data)
+    y_fit, y_val_fit, fit_epoch_data = y_train, labels["validation"], epoch_data
+    if teachers is not None:  # targets become [label, teacher distribution] (kws_edge.training.distill)
+        y_fit, y_val_fit, fit_epoch_data = _with_teacher_targets(teachers, norm, x_train, y_train, x_val,
+                                                                 labels["validation"], epoch_data)
+    model, history = _fit_keras(config, x_train, y_fit, x_val, y_val_fit, progress, dist, fit_epoch_data)
     timings["fit_s"] = time.perf_counter() - t0
 
     tmp = out / ".model-tmp.keras"
@@ -404,6 +422,25 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     run_info.update(status="complete", finished_utc=_utc_now())
     atomic_write_json(out / rd.RUN_JSON, run_info)
     return run
+
+
+def _with_teacher_targets(teachers, norm: Normalization, x_train: np.ndarray, y_train: np.ndarray,
+                          x_val: np.ndarray, y_val: np.ndarray, epoch_data):
+    """Packed distillation targets for the first epoch's arrays, the validation split and every later epoch."""
+    from .distill import pack_targets
+
+    def packed(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return pack_targets(y, teachers.soft_targets(x, norm))
+
+    if epoch_data is None:
+        return packed(x_train, y_train), packed(x_val, y_val), None
+    first = packed(x_train, y_train)
+
+    def teacher_epoch_data(epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        x_e, y_e = epoch_data(epoch)
+        return x_e, (first if epoch == 0 else packed(x_e, y_e))
+
+    return first, packed(x_val, y_val), teacher_epoch_data
 
 
 def _add_synthetic_negatives(index: DatasetIndex, config: TrainConfig, progress: Progress | None) -> dict[str, Any]:
