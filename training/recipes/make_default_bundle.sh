@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default bundle (kws_edge/default_bundle) from the data, with the real tools:
-#   1. kws-train   with training/recipes/yes_no_real.toml
+#   0. kws-train   the teachers: the MLPerf Tiny DS-CNN trained by the same recipe, seeds TEACHER_SEEDS
+#   1. kws-train   with training/recipes/yes_no_real.toml, distilled from those teachers (--distill-from)
 #   2. kws-convert int8 with one weight scale per tensor (window model + its streaming twin), checked
 #      against the cortex-m7-tflm profile
 #   3. finish_default_bundle.py: validation figures, unseen-word FA, thresholds chosen on a validation
@@ -8,13 +9,14 @@
 #
 # usage: bash training/recipes/make_default_bundle.sh [DATA] [WORK_DIR] [OUT_BUNDLE]
 #   DATA        Speech Commands-layout folder (default ../shared/data/speech_commands_subset)
-#   WORK_DIR    where the run and the converted bundle go (default: a new temporary folder)
+#   WORK_DIR    where the runs and the converted bundle go (default: a new temporary folder)
 #   OUT_BUNDLE  the bundle to write (default kws_edge/default_bundle; with MODEL set, WORK_DIR/bundle)
-# Environment: SEED overrides the recipe's seed; EPOCHS its epochs (for quick checks only); MODEL trains
-#   another architecture on the same recipe (the references of RESULTS.md: MODEL=tiny_conv for TensorFlow's
-#   micro_speech model, MODEL=ds_cnn_mlperf for the MLPerf Tiny DS-CNN). Those have no streaming form, and a
-#   budget they exceed on the Cortex-M7 profile is recorded in the bundle rather than stopping the run.
-#   They keep per-channel weight scales, as measured in RESULTS.md phase 4.
+# Environment: SEED overrides the recipe's seed; EPOCHS its epochs (teachers too; for quick checks only);
+#   TEACHER_SEEDS the teachers' seeds (default "1 2 3"; empty: no distillation); MODEL trains another
+#   architecture on the same recipe, without teachers (the references of RESULTS.md: MODEL=tiny_conv for
+#   TensorFlow's micro_speech model, MODEL=ds_cnn_mlperf for the MLPerf Tiny DS-CNN). Those have no
+#   streaming form, and a budget they exceed on the Cortex-M7 profile is recorded in the bundle rather than
+#   stopping the run. They keep per-channel weight scales, as measured in RESULTS.md phase 4.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 data="${1:-../shared/data/speech_commands_subset}"
@@ -30,8 +32,20 @@ if [[ -n "${MODEL:-}" && "${MODEL}" != tcn ]]; then
     out="${3:-$work/bundle}"  # a reference never replaces the shipped bundle by default
 fi
 mkdir -p "$work"
+teachers=()
+if [[ -z "${MODEL:-}" || "${MODEL}" == tcn ]]; then
+    for s in ${TEACHER_SEEDS-1 2 3}; do
+        echo "[0/3] kws-train teacher (ds_cnn_mlperf, seed $s) -> $work/teacher_s$s" >&2
+        epochs=()
+        [[ -n "${EPOCHS:-}" ]] && epochs=(--epochs "$EPOCHS")
+        kws-train --data "$data" --config "$here/yes_no_real.toml" --model ds_cnn_mlperf --seed "$s" \
+            --out "$work/teacher_s$s" --overwrite -q "${epochs[@]}" >&2
+        teachers+=(--distill-from "$work/teacher_s$s")
+    done
+fi
 echo "[1/3] kws-train -> $work/run" >&2
-kws-train --data "$data" --config "$here/yes_no_real.toml" --out "$work/run" --overwrite -q "${extra[@]}" >&2
+kws-train --data "$data" --config "$here/yes_no_real.toml" --out "$work/run" --overwrite -q "${extra[@]}" \
+    "${teachers[@]}" >&2
 echo "[2/3] kws-convert -> $work/converted" >&2
 # The run's test split is tiny on the shared subset (its official-test speakers were removed), so the
 # parity gate is loose here; finish_default_bundle.py measures float and int8 on the validation split.
