@@ -75,12 +75,10 @@ class Teachers:
         masks, filled with the student's mean, become the teacher's value for that mean).
         """
         raw = x_normalized * np.asarray(student_norm.std, np.float32) + np.asarray(student_norm.mean, np.float32)
-        total = np.zeros((len(raw), 0), np.float64)
-        for t in self._teachers:
-            probs = t.model.predict(t.normalization.apply(raw), batch_size=_PREDICT_BATCH, verbose=0)
-            tempered = _temper(np.asarray(probs, np.float64), self.temperature)
-            total = tempered if total.shape[1] == 0 else total + tempered
-        return (total / len(self._teachers)).astype(np.float32)
+        tempered = [_temper(np.asarray(t.model.predict(t.normalization.apply(raw), batch_size=_PREDICT_BATCH,
+                                                       verbose=0), np.float64), self.temperature)
+                    for t in self._teachers]
+        return np.mean(tempered, axis=0).astype(np.float32)
 
 
 def _temper(probs: np.ndarray, temperature: float) -> np.ndarray:
