@@ -133,6 +133,24 @@ def test_distillation_follows_a_rotating_augmentation_pool(teacher, module_cache
     assert a.history()["loss"] != plain.history()["loss"]
 
 
+def test_weight_averaging_with_teachers_asks_them_once_per_epoch(teacher, module_cache, monkeypatch):
+    # the BatchNorm re-estimation after weight averaging reuses the last epoch's inputs: no extra teacher pass
+    cfg, run = teacher
+    calls = []
+    original = distill.Teachers.soft_targets
+
+    def counted(self, x, norm):  # noqa: ANN001
+        calls.append(len(x))
+        return original(self, x, norm)
+
+    monkeypatch.setattr(distill.Teachers, "soft_targets", counted)
+    pooled = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, copies=1, pool_copies=3), epochs=3,
+                                 average_last_epochs=2, distill_from=(str(run.path),))
+    a = train(pooled, module_cache / "pooled-averaged", workers=1)
+    assert len(a.history()["loss"]) == 3
+    assert len(calls) == 1 + 1 + 2  # the first epoch's arrays, the validation split, epochs 2 and 3
+
+
 def test_a_teacher_that_saw_the_students_validation_or_held_out_words_is_refused(teacher, module_cache):
     cfg, run = teacher
     out = module_cache / "refused"

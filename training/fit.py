@@ -135,6 +135,7 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
         return build_model(config.model, (fc.frames_per_clip, fc.n_cepstra), len(config.labels))
 
     distributed = dist is not None and not dist.is_default  # see kws_edge.training.distribute
+    x_last = x_train  # what the BatchNorm re-estimation after weight averaging sees: the last epoch's inputs
     with dist.scope() if distributed else contextlib.nullcontext():
         model = build()
         steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
@@ -208,6 +209,7 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
         merged: dict[str, list[float]] = {}
         for epoch in range(config.epochs):
             x_e, y_e = epoch_data(epoch)
+            x_last = x_e  # kept, so the re-estimation needs no second teacher pass over the last epoch
             h = model.fit(x_e, y_e, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
                           validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=callbacks,
                           class_weight=class_weight)
@@ -217,7 +219,6 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
     if averager is not None and averager.n:
         for var, total in zip(model.trainable_weights, averager.sums):
             var.assign((total / averager.n).astype(np.float32))
-        x_last = x_train if epoch_data is None else epoch_data(config.epochs - 1)[0]
         recalibrate_batchnorm(model, x_last, config.batch_size, np.random.default_rng([config.seed, 11]))
     if hist is None:
         return model, {k: [float(v) for v in vals] for k, vals in merged.items()}
