@@ -38,8 +38,12 @@ def _load(bundle_dir: Path | None) -> Bundle:
                 f"no default bundle is installed (looked in {default}); pass --bundle DIR with a bundle made by "
                 "kws-convert, or reinstall kws-edge"
             )
-        return load_bundle(default)
-    return load_bundle(bundle_dir)
+        bundle = load_bundle(default)
+    else:
+        bundle = load_bundle(bundle_dir)
+    for text in bundle.notes:
+        _note(text)
+    return bundle
 
 
 def _detector(bundle: Bundle, threshold: float | None, *, interval_ms: float | None = None):
@@ -279,7 +283,8 @@ def info(bundle: Path, as_json: bool) -> None:
     """Summary of a bundle's manifest (verifies the model's hash first)."""
     from ..config import to_dict
 
-    b = load_bundle(bundle)
+    b = _load(bundle)
+    _detector(b, None)  # what the runtime checks on top of the manifest: the models load and match it
     if as_json:
         click.echo(json.dumps(to_dict(b.manifest), indent=2))
         return
