@@ -116,6 +116,9 @@ def load_pipeline_config(path: Optional[str | Path], *, data: Optional[str] = No
         train = dataclasses.replace(train, data=data)
     if device is not None:
         pipe = dataclasses.replace(pipe, device=device)
+    from kws_edge.devices import load_profile
+
+    load_profile(pipe.device)  # an unknown device or a bad profile file is refused now, not after training
     return train, pipe
 
 
