@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .atomic import DiskFullError, atomic_write_json, is_disk_full
+from .atomic import DiskFullError, atomic_write_json, deferred_sigint, is_disk_full, pid_alive
 from .bundle import MANIFEST_NAME, load_bundle
 from .errors import BundleError, KwsError, RegistryError
 
@@ -262,7 +262,7 @@ class ModelRegistry:
                     _make_read_only(tmp)
                     with self.lock():
                         if not self._is_valid(target):
-                            deferred = after_commit.enter_context(_sigint_deferred())
+                            deferred = after_commit.enter_context(deferred_sigint())
                             if target.exists():  # a broken leftover with this id: move it aside for inspection
                                 os.replace(target, self.versions_dir / f".broken-{vid}-{int(time.time() * 1000)}")
                             os.replace(tmp, target)
@@ -299,7 +299,7 @@ class ModelRegistry:
                 continue
             parts = p.name[len(_ADD_PREFIX):].split("-")
             if len(parts) >= 3 and parts[1].isdigit():
-                stale = not _pid_alive(int(parts[1]))
+                stale = not pid_alive(int(parts[1]))
             else:
                 with contextlib.suppress(OSError):
                     stale = time.time() - p.stat().st_mtime > _OLD_LEFTOVER_S
@@ -467,37 +467,6 @@ def _check_stages_data(data: Any) -> None:
     for i, event in enumerate(history):
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):
             raise ValueError(f"history[{i}] is not an event object")
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[list[bool]]:
-    """While inside, SIGINT sets ``flag[0]`` instead of raising (main thread only; elsewhere a no-op)."""
-    import signal
-    import threading
-
-    flag = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def note(signum: int, frame: Any) -> None:
-        flag[0] = True
-
-    previous = signal.signal(signal.SIGINT, note)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # someone else's process (or an odd number): leave its folder alone
-    return True
 
 
 def _folder_bytes(path: Path) -> int:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from kws_edge.cli import cli, run_cli
 
@@ -44,3 +48,25 @@ def wav_header(*, rate_hz: int = 16000, channels: int = 1, bits: int = 16, forma
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 200 KB tmpfs to fill up (needs root); skipped with the reason when mounting is not permitted."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path, leave_bytes: int) -> None:
+    """Fill ``disk`` until about ``leave_bytes`` are free."""
+    st = os.statvfs(disk)
+    free = st.f_bavail * st.f_frsize
+    (disk / "filler").write_bytes(bytes(max(0, free - leave_bytes)))

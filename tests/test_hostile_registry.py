@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from _hostile import assert_one_error_line, run_kws
+from _hostile import assert_one_error_line, fill, run_kws, small_disk  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -115,27 +115,6 @@ def test_ctrl_c_after_the_add_committed_is_not_reported_as_interrupted(capfd, re
 
 
 # ---------------------------------------------------------------- case 11: full disk
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 200 KB tmpfs (root only); skipped with the reason when mounting is not permitted."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill(disk: Path, leave_bytes: int) -> None:
-    st = os.statvfs(disk)
-    free = st.f_bavail * st.f_frsize
-    (disk / "filler").write_bytes(bytes(max(0, free - leave_bytes)))
-
-
 def test_case11_registry_add_on_a_full_disk(capfd, small_disk, tone_bundle_path):
     registry = small_disk / "registry"
     fill(small_disk, 12 * 1024)  # room for the lock and a folder, not for the 5.6 KB model plus manifest copies
