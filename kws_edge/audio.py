@@ -457,9 +457,10 @@ class WavStream:
                 yield tail
 
     def _check(self, samples: np.ndarray) -> np.ndarray:
-        audio = to_float32(samples)
-        if audio.ndim == 2:
-            audio = audio.mean(axis=1).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 becomes inf: refused below
+            audio = to_float32(samples)
+            if audio.ndim == 2:
+                audio = audio.mean(axis=1).astype(np.float32)
         if not np.all(np.isfinite(audio)):
             raise AudioFormatError(f"{self.name} contains NaN or infinite samples; re-export it as 16-bit PCM")
         peak = float(np.max(np.abs(audio)))

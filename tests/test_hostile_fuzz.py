@@ -96,18 +96,30 @@ _U16 = st.integers(0, 2**16 - 1)
 
 @st.composite
 def wav_files(draw) -> bytes:
-    rate = draw(st.one_of(st.sampled_from([0, 1, 2, 3999, 4000, 8000, 16000, 44100, 48000, 768000, 768001,
-                                           767999, 2**31 - 1, 2**32 - 1]), _U32))
-    channels = draw(st.one_of(st.sampled_from([0, 1, 1, 1, 2, 64, 65, 2**16 - 1]), _U16))
-    tag = draw(st.sampled_from([1, 1, 1, 3, 3, 0xFFFE, 6, 7, 2, 0, 0xFFFF]))
-    bits = draw(st.sampled_from([16, 16, 8, 24, 32, 64, 0, 1, 12, 2**16 - 1]))
-    consistent_align = draw(st.booleans())
-    align = (channels * bits // 8) & 0xFFFF if consistent_align else draw(_U16)
-    fmt_size = draw(st.sampled_from([16, 16, 16, 18, 40, 0, 8, 15, 2**32 - 1]))
+    """Half start from a valid file with one field made hostile (or none), half are hostile throughout."""
+    hostile_fields = set(draw(st.sets(st.sampled_from(
+        ["rate", "channels", "tag", "bits", "align", "fmt_size", "data_size", "riff", "magic", "extra", "cut"]),
+        max_size=1))) if draw(st.booleans()) else None
+
+    def pick(field, valid, hostile):
+        if hostile_fields is None or field in hostile_fields:
+            return draw(st.one_of(valid, hostile)) if hostile_fields is None else draw(hostile)
+        return draw(valid)
+
+    rate = pick("rate", st.sampled_from([8000, 16000, 22050, 44100, 48000]),
+                st.one_of(st.sampled_from([0, 1, 2, 3999, 768001, 767999, 2**31 - 1, 2**32 - 1]), _U32))
+    channels = pick("channels", st.just(1), st.one_of(st.sampled_from([0, 2, 64, 65, 2**16 - 1]), _U16))
+    tag, bits = pick("tag", st.sampled_from([(1, 16), (1, 8), (1, 24), (1, 32), (3, 32), (3, 64), (0xFFFE, 16)]),
+                     st.tuples(st.sampled_from([6, 7, 2, 0, 0xFFFF, 1, 3]), st.sampled_from([8, 16, 12, 0])))
+    if hostile_fields is None or "bits" in hostile_fields:
+        bits = draw(st.sampled_from([bits, 0, 1, 12, 2**16 - 1]))
+    align = (channels * bits // 8) & 0xFFFF
+    align = pick("align", st.just(align), _U16)
+    fmt_size = pick("fmt_size", st.just(40 if tag == 0xFFFE else 16), st.sampled_from([0, 8, 15, 17, 4097,
+                                                                                        2**32 - 1]))
     n_frames = draw(st.integers(0, 3000))
-    payload_kind = draw(st.sampled_from(["zeros", "random", "nan", "huge"]))
-    frame_bytes = max(1, align) if align else 1
-    n_bytes = min(n_frames * frame_bytes, 200_000)
+    payload_kind = draw(st.sampled_from(["zeros", "random", "random", "nan", "huge"]))
+    n_bytes = min(n_frames * max(1, align), 200_000)
     if payload_kind == "zeros":
         payload = bytes(n_bytes)
     elif payload_kind == "random":
@@ -116,27 +128,32 @@ def wav_files(draw) -> bytes:
         payload = (np.full(n_bytes // 4 + 1, np.nan, "<f4").tobytes())[:n_bytes]
     else:
         payload = (np.full(n_bytes // 4 + 1, 3e38, "<f4").tobytes())[:n_bytes]
-    data_size = len(payload) if draw(st.booleans()) else draw(st.one_of(_U32, st.just(len(payload) * 10)))
-    fmt_body = (tag.to_bytes(2, "little") if tag != 0xFFFE else b"\xfe\xff") + channels.to_bytes(2, "little") \
+    data_size = pick("data_size", st.just(len(payload)), st.one_of(_U32, st.just(len(payload) * 10)))
+    fmt_body = tag.to_bytes(2, "little") + channels.to_bytes(2, "little") \
         + rate.to_bytes(4, "little") + ((rate * align) & 0xFFFFFFFF).to_bytes(4, "little") \
         + align.to_bytes(2, "little") + bits.to_bytes(2, "little")
-    if fmt_size > 16:
-        extra = bytes(fmt_size - 16) if fmt_size < 100 else b""
+    if 16 < fmt_size < 100:
+        extra = bytearray(fmt_size - 16)
         if tag == 0xFFFE and len(extra) >= 10:
-            extra = extra[:8] + draw(st.sampled_from([b"\x01\x00", b"\x03\x00", b"\x06\x00"])) + extra[10:]
-        fmt_body += extra
+            extra[8:10] = draw(st.sampled_from([b"\x01\x00", b"\x03\x00", b"\x06\x00"]))
+        fmt_body += bytes(extra)
     chunks = b"fmt " + fmt_size.to_bytes(4, "little") + fmt_body
-    if draw(st.booleans()):  # an extra chunk (LIST, bext, junk) with a possibly lying size
+    if hostile_fields is None or "extra" in hostile_fields or draw(st.integers(0, 3)) == 0:
         cid = draw(st.sampled_from([b"LIST", b"bext", b"JUNK", b"data", b"fmt ", b"\x00\x00\x00\x00"]))
-        size = draw(st.one_of(st.integers(0, 64), _U32))
-        chunks = (chunks + cid + size.to_bytes(4, "little") + bytes(min(size, 64))) if draw(st.booleans()) \
-            else (cid + size.to_bytes(4, "little") + bytes(min(size, 64)) + chunks)
+        size = draw(st.integers(0, 64)) if hostile_fields is not None and "extra" not in hostile_fields \
+            else draw(st.one_of(st.integers(0, 64), _U32))
+        if hostile_fields is not None and "extra" not in hostile_fields:
+            cid = draw(st.sampled_from([b"LIST", b"bext", b"JUNK"]))
+        pad = bytes(min(size, 64) + (min(size, 64) & 1))
+        chunk = cid + size.to_bytes(4, "little") + pad
+        chunks = (chunks + chunk) if draw(st.booleans()) else (chunk + chunks)
     body = b"WAVE" + chunks + b"data" + data_size.to_bytes(4, "little") + payload
-    riff = len(body) if draw(st.booleans()) else draw(_U32)
-    magic = draw(st.sampled_from([b"RIFF", b"RIFF", b"RIFF", b"RIFX", b"RIFf", b"\x00\x00\x00\x00"]))
+    riff = pick("riff", st.just(len(body)), _U32)
+    magic = pick("magic", st.just(b"RIFF"), st.sampled_from([b"RIFX", b"RIFf", b"\x00\x00\x00\x00"]))
     data = magic + riff.to_bytes(4, "little") + body
-    if draw(st.integers(0, 3)) == 0:
-        data = data[:draw(st.integers(0, len(data)))]
+    if hostile_fields is None or "cut" in hostile_fields:
+        if draw(st.booleans()):
+            data = data[:draw(st.integers(0, len(data)))]
     return data
 
 
