@@ -32,21 +32,26 @@ def test_case09_keras_model_save_on_a_full_disk(small_disk):
     assert sorted(p.name for p in run.iterdir()) == [], "no model, no temporary model left behind"
 
 
-def test_case10_report_on_a_full_disk_leaves_no_empty_png(small_disk):
+def test_case10_report_on_a_full_disk_leaves_no_empty_png(small_disk, tmp_path):
     from kws_edge.training.report import write_report
 
-    out = small_disk / "pipeline"
-    (out / "run" / "plots").mkdir(parents=True)
-    png = b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).integers(0, 255, 60_000, dtype=np.uint8).tobytes()
-    (out / "run" / "plots" / "confusion_matrix.png").write_bytes(png)
-    fill(small_disk, 30 * 1024)
+    png = b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).integers(0, 255, 40_000, dtype=np.uint8).tobytes()
+
+    def pipeline_folder(root):
+        (root / "run" / "plots").mkdir(parents=True)
+        (root / "run" / "plots" / "confusion_matrix.png").write_bytes(png)
+        return root
+
+    roomy = write_report(pipeline_folder(tmp_path / "roomy"))  # how much the HTML page takes (images inlined)
+    html_bytes = roomy["html"].stat().st_size
+    out = pipeline_folder(small_disk / "pipeline")
+    fill(small_disk, html_bytes + 12 * 1024)  # room for the page, not for the PNG copy next to it
     with pytest.raises(KwsError, match="no space left") as exc:
         write_report(out)
-    assert "confusion_matrix.png" in str(exc.value) or "report" in str(exc.value)
+    assert exc.value.exit_code == 1 and "confusion_matrix.png" in str(exc.value)
     report = out / "report"
-    left = [p.name for p in report.iterdir()] if report.exists() else []
-    assert not any(name.endswith(".png") for name in left), left  # no 0-byte or partial PNG
-    assert not any(name.endswith(".tmp") for name in left), left
+    left = sorted(p.name for p in report.iterdir()) if report.exists() else []
+    assert not any(name.endswith((".png", ".tmp")) for name in left), left  # no 0-byte or partial PNG
 
 
 def test_stage_of_a_dead_process_is_not_left_running(tmp_path):
