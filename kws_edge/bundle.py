@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .atomic import atomic_directory
-from .config import from_dict, to_dict
+from .config import from_dict, short_repr, to_dict
 from .errors import BundleError, ConfigError
 from .features import MfccConfig, Normalization
 from .smoothing import DetectorConfig
@@ -192,7 +192,7 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     version = raw.get("format_version")
     if version not in READABLE_FORMATS or isinstance(version, bool):
         hint = "upgrade kws-edge" if isinstance(version, int) and version > FORMAT_VERSION else "re-run kws-convert"
-        raise BundleError(f"{manifest_path} has format_version {_short(version)}; this kws-edge reads "
+        raise BundleError(f"{manifest_path} has format_version {short_repr(version)}; this kws-edge reads "
                           f"{', '.join(map(str, READABLE_FORMATS))} ({hint})")
     try:
         manifest = Manifest.from_json_dict(raw)
@@ -203,11 +203,6 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     streaming = _read_model(path, manifest.streaming_model) if manifest.streaming_model else None
     notes = _check_digest(raw, manifest, manifest_path, model, streaming)
     return Bundle(path=path, manifest=manifest, model_bytes=model, streaming_model_bytes=streaming, notes=notes)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _read_manifest_json(path: Path, manifest_path: Path) -> dict[str, Any]:

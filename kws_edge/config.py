@@ -100,12 +100,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return _coerce(arg, value, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {_short(value)}")
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {short_repr(value)}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where=f"{key}.")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {_short(value)}")
+            raise ConfigError(f"{key} must be a list, got {short_repr(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
         if args and len(args) != len(value):
@@ -113,43 +113,43 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a table/object, got {_short(value)}")
+            raise ConfigError(f"{key} must be a table/object, got {short_repr(value)}")
         kt, vt = args if args else (Any, Any)
         return {_coerce(kt, k, key): _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {_short(value)}")
+            raise ConfigError(f"{key} must be a list, got {short_repr(value)}")
         return [_coerce(args[0] if args else Any, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {_short(value)}")
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {short_repr(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {_short(value)}")
+            raise ConfigError(f"{key} must be true or false, got {short_repr(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {_short(value)}")
+            raise ConfigError(f"{key} must be an integer, got {short_repr(value)}")
         if not -MAX_CONFIG_INT <= value <= MAX_CONFIG_INT:
-            raise ConfigError(f"{key} = {_short(value)} is out of range (at most {MAX_CONFIG_INT:.3g} in size)")
+            raise ConfigError(f"{key} = {short_repr(value)} is out of range (at most {MAX_CONFIG_INT:.3g} in size)")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {_short(value)}")
+            raise ConfigError(f"{key} must be a number, got {short_repr(value)}")
         if isinstance(value, int) and not -MAX_CONFIG_INT <= value <= MAX_CONFIG_INT:
-            raise ConfigError(f"{key} = {_short(value)} is out of range (at most {MAX_CONFIG_INT:.3g} in size)")
+            raise ConfigError(f"{key} = {short_repr(value)} is out of range (at most {MAX_CONFIG_INT:.3g} in size)")
         if not math.isfinite(value):
-            raise ConfigError(f"{key} must be a finite number, got {_short(value)}")
+            raise ConfigError(f"{key} must be a finite number, got {short_repr(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {_short(value)}")
+            raise ConfigError(f"{key} must be a string, got {short_repr(value)}")
         return value
     return value
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
     """``repr(value)``, cut to a readable length (a hostile file may hold megabytes in one value)."""
     text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"an integer of {len(str(abs(value)))} digits"
     return text if len(text) <= 80 else text[:77] + "..."

@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 import scipy.fft
 
-from .audio import INT16_SCALE, to_float32
+from .audio import INT16_SCALE, MAX_SAMPLE_RATE_HZ, to_float32
 from .errors import AudioFormatError, ConfigError
 
 __all__ = [
@@ -54,7 +54,6 @@ MAX_NORMALIZATION_MEAN = 1e6
 MAX_CLIP_MS = 60_000.0
 MAX_FFT_SIZE_SAMPLES = 65536
 MAX_MEL_FILTERS = 512
-MAX_SAMPLE_RATE_HZ = 768_000
 _INT16_TO_FLOAT64 = 1.0 / INT16_SCALE
 
 
