@@ -30,7 +30,6 @@ models and records the figures in its manifest (see :func:`record_in_bundle`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -41,10 +40,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from kws_edge.engine import captured_native_stderr
 from kws_edge.errors import BackendUnavailableError, ConversionError
 
 __all__ = [
@@ -120,28 +120,6 @@ def tflm_build() -> TflmBuild:
                      platform=platform.machine() or "unknown")
 
 
-@contextlib.contextmanager
-def _captured_fd2() -> Iterator[list[str]]:
-    """Capture what native code writes to fd 2 (TFLM prints allocation failures there)."""
-    out: list[str] = []
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield out
-        return
-    with tempfile.TemporaryFile() as capture:
-        if sys.stderr is not None:
-            sys.stderr.flush()
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            out.append(capture.read().decode("utf-8", "replace"))
-
-
 class TflmInterpreter:
     """A model loaded in the TFLM interpreter with a given arena; int8 in, int8 out."""
 
@@ -152,7 +130,7 @@ class TflmInterpreter:
                                   f"under {MIN_ARENA_BYTES:,} B not even the allocator fits (not tried: the "
                                   "interpreter crashes on such arenas)")
         self._content = bytes(model_bytes)
-        with _captured_fd2() as log:
+        with captured_native_stderr() as log:
             try:
                 self._interp = runtime.Interpreter.from_bytes(self._content, arena_size=int(arena_bytes))
             except (RuntimeError, ValueError) as exc:
@@ -169,7 +147,7 @@ class TflmInterpreter:
     @staticmethod
     def _details(get: Any) -> list[dict[str, Any]]:
         found = []
-        with _captured_fd2():  # an index past the end prints "Input index N out of range" and raises
+        with captured_native_stderr():  # an index past the end prints "Input index N out of range" and raises
             while True:
                 try:
                     found.append(get(len(found)))
@@ -187,7 +165,7 @@ class TflmInterpreter:
 
     def arena_used_bytes(self) -> int:
         """The RecordingMicroAllocator's "arena allocation total" (0 when it cannot be read)."""
-        with _captured_fd2() as log:
+        with captured_native_stderr() as log:
             self._interp.print_allocations()
         match = re.search(r"Arena allocation total (\d+) bytes", "".join(log))
         return int(match.group(1)) if match else 0
@@ -483,25 +461,27 @@ class TflmCheck:
                 f"{self.arena.arena_used_bytes:,} B used); parity vs {self.parity.reference}: {self.parity.summary()}")
 
 
-def check_window_model(model_bytes: bytes, features: np.ndarray, *, file: str = "model.tflite",
-                       inputs: str = "calibration clips") -> TflmCheck:
-    """Measure a window model's arena in TFLM and compare its outputs with LiteRT on ``features``."""
+def _check(model_bytes: bytes, file: str, parity: Callable[[int], TflmParity]) -> TflmCheck:
     start = time.perf_counter()
     build = tflm_build()
     arena = measure_arena(model_bytes)
-    parity = window_parity(model_bytes, features, arena_bytes=arena.arena_bytes, inputs=inputs)
-    return TflmCheck(file=file, arena=arena, parity=parity, build=build, seconds=time.perf_counter() - start)
+    result = parity(arena.arena_bytes)
+    return TflmCheck(file=file, arena=arena, parity=result, build=build, seconds=time.perf_counter() - start)
+
+
+def check_window_model(model_bytes: bytes, features: np.ndarray, *, file: str = "model.tflite",
+                       inputs: str = "calibration clips") -> TflmCheck:
+    """Measure a window model's arena in TFLM and compare its outputs with LiteRT on ``features``."""
+    return _check(model_bytes, file, lambda arena: window_parity(model_bytes, features, arena_bytes=arena,
+                                                                 inputs=inputs))
 
 
 def check_streaming_model(model_bytes: bytes, streams: Sequence[np.ndarray], *,
                           file: str = "model_streaming.tflite",
                           inputs: str = "pseudo-streams of calibration clips") -> TflmCheck:
     """Measure a streaming model's arena in TFLM and compare it closed-loop with LiteRT over ``streams``."""
-    start = time.perf_counter()
-    build = tflm_build()
-    arena = measure_arena(model_bytes)
-    parity = streaming_parity(model_bytes, streams, arena_bytes=arena.arena_bytes, inputs=inputs)
-    return TflmCheck(file=file, arena=arena, parity=parity, build=build, seconds=time.perf_counter() - start)
+    return _check(model_bytes, file, lambda arena: streaming_parity(model_bytes, streams, arena_bytes=arena,
+                                                                    inputs=inputs))
 
 
 def tflm_manifest_entry(previous: Optional[dict[str, Any]], check: TflmCheck) -> dict[str, Any]:
