@@ -364,11 +364,12 @@ def convert_run(
     analysis = analyze_model(model_bytes)
     tflm_check = None
     if profile.runtime == "tflite-micro":  # the arena and parity in the real TFLite Micro interpreter
-        from .tflm import check_window_model
+        from .tflm import check_window_model, require_parity
 
         calibration = run.normalization.apply(rep_x[rep_idx]) if n_rep else x_norm
         tflm_check = check_window_model(model_bytes, calibration, file=MODEL_NAME,
                                         inputs="calibration clips" if n_rep else "test clips")
+        require_parity(tflm_check)
     detector = DetectorConfig(thresholds={k: DetectorConfig().default_threshold for k in run.keywords},
                               stride_hops=stride_hops)
     inferences_per_second = run.features.hops_per_second / detector.stride_hops

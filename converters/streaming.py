@@ -396,11 +396,12 @@ def _tflm_budgets(bundle_dir: str | Path, profile: Any, model_bytes: bytes, feat
     from kws_edge.budgets import BudgetReport
 
     from .convert import _budget_error
-    from .tflm import add_arena_budget, check_streaming_model
+    from .tflm import add_arena_budget, check_streaming_model, require_parity
 
     streams = pseudo_streams(features, n_streams=1, clips_per_stream=TFLM_PARITY_CLIPS, seed=seed)
     check = check_streaming_model(model_bytes, streams, file=STREAMING_MODEL_NAME,
                                   inputs="long stream of calibration clips")
+    require_parity(check)
     budgets = add_arena_budget(load_bundle(bundle_dir).manifest.budgets, profile, check, streaming=True)
     report = BudgetReport.from_dict(budgets)
     budgets["allowed_over_budget"] = bool(allow_over_budget and not report.within_budget)

@@ -62,6 +62,8 @@ __all__ = [
     "check_window_model",
     "check_streaming_model",
     "record_in_bundle",
+    "require_parity",
+    "MIN_ARGMAX_AGREEMENT",
 ]
 
 #: the PyPI distribution that provides the interpreter
@@ -71,6 +73,11 @@ MAX_ARENA_BYTES = 64 * 1024 * 1024
 #: smallest arena ever given to the interpreter: this build crashes (SIGSEGV, not an error) on arenas too
 #: small for its own allocator objects (a 256 B arena does; 512 B fails cleanly)
 MIN_ARENA_BYTES = 1024
+#: kws-convert refuses a model whose TFLM argmax agrees with LiteRT's on fewer rows than this: the two
+#: interpreters share TFLite's reference int8 arithmetic, so disagreement beyond a stray near-tie row
+#: (the issue saw 144/145 on the streaming model, up to 16 int8 steps apart) means the firmware would
+#: not behave as the bundle was evaluated
+MIN_ARGMAX_AGREEMENT = 0.98
 _INSTALL_HINT = "pip install tflite-micro (it is in kws-edge's 'train' extra: pip install 'kws-edge[train]')"
 
 
@@ -482,6 +489,16 @@ def check_streaming_model(model_bytes: bytes, streams: Sequence[np.ndarray], *,
     """Measure a streaming model's arena in TFLM and compare it closed-loop with LiteRT over ``streams``."""
     return _check(model_bytes, file, lambda arena: streaming_parity(model_bytes, streams, arena_bytes=arena,
                                                                     inputs=inputs))
+
+
+def require_parity(check: TflmCheck, minimum: float = MIN_ARGMAX_AGREEMENT) -> None:
+    """Raise ``ConversionError`` (nothing written) when TFLM and LiteRT disagree on too many rows."""
+    if check.parity.argmax_agreement < minimum:
+        raise ConversionError(
+            f"TFLite Micro and {check.parity.reference} disagree on {check.file}: {check.parity.summary()} on "
+            f"{check.parity.inputs}, below the {100 * minimum:g}% the firmware needs; nothing written. Check the "
+            f"model's operators and the {check.build.package} version"
+        )
 
 
 def tflm_manifest_entry(previous: Optional[dict[str, Any]], check: TflmCheck) -> dict[str, Any]:

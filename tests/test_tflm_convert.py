@@ -105,6 +105,27 @@ def test_allow_over_budget_records_the_arena_failure(tiny_run, tmp_path):
     assert failed == ["tensor_arena_bytes"] and budgets["allowed_over_budget"] is True
 
 
+def test_tflm_outputs_that_disagree_with_litert_are_refused(tiny_run, tmp_path, monkeypatch):
+    """The parity through TFLM gates: a TFLM whose scores are rotated on every 10th call is refused."""
+    from kws_edge.converters.convert import convert_run
+    from kws_edge.errors import ConversionError
+
+    real_run = tflm.TflmInterpreter.run_raw
+    calls = []
+
+    def skewed(self, *inputs):
+        out = real_run(self, *inputs)
+        calls.append(1)
+        return [np.roll(o, 1, axis=-1) for o in out] if len(calls) % 10 == 0 else out
+
+    monkeypatch.setattr(tflm.TflmInterpreter, "run_raw", skewed)
+    with pytest.raises(ConversionError, match=r"TFLite Micro and ai_edge_litert .* disagree on model\.tflite: "
+                                              r"argmax agrees on \d+/200 .*nothing written") as err:
+        convert_run(tiny_run, device="cortex-m7", out_dir=tmp_path / "b", measure=False)
+    assert err.value.exit_code == 1 and "\n" not in str(err.value)
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.slow
 def test_kws_convert_streaming_on_cortex_m7_end_to_end(tmp_path, capsys):
     """`kws-convert RUN --device cortex-m7 --streaming` on a tiny tcn run: both arenas measured and gated."""
