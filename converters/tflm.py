@@ -8,11 +8,13 @@ bound of :mod:`.analysis`:
   ``AllocateTensors`` succeeds, found by bisection of the arena size
   (:func:`measure_arena`). The wrapper's only memory figure is the
   RecordingMicroAllocator's "arena allocation total", printed on fd 2 by
-  ``print_allocations()``; it is recorded too (``arena_used_bytes``) but it
-  undercounts: it leaves out the memory planner's temporary buffers, which
+  ``print_allocations()``; it is recorded too (``arena_used_bytes``) but it is
+  not the answer: it leaves out the memory planner's temporary buffers, which
   must fit while tensors are allocated (the shipped streaming model reports
-  16,880 B used and needs 18,752 B). The boundary the bisection finds is
-  confirmed in fresh processes (a failed allocation must not poison a trial).
+  16,880 B used and needs 18,752 B), and a few bytes less than it can work when
+  the arena's end falls on an alignment boundary. The search runs in a child
+  process (an arena far too small crashes this build instead of failing) and
+  its boundary is confirmed in two fresh processes.
 * **parity**: int8 outputs of TFLM against LiteRT's builtin kernels (TFLM's
   reference kernels share their arithmetic; XNNPACK rounds differently) on the
   same int8 inputs: argmax agreement and the largest int8 difference of any
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
@@ -182,7 +183,7 @@ class TflmInterpreter:
 class ArenaMeasurement:
     """The tensor arena one model needs in TFLM."""
 
-    #: smallest arena with which AllocateTensors succeeds (and the model invokes)
+    #: smallest arena with which AllocateTensors succeeds (the parity checks then invoke the model in it)
     arena_bytes: int
     #: the RecordingMicroAllocator's own total (leaves out the planner's temporary buffers)
     arena_used_bytes: int
