@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..features import Normalization
+from ..portable import portable_path
 from .config import TrainConfig
 from .dataset import DatasetIndex
 
@@ -126,7 +127,7 @@ def load_teachers(config: TrainConfig, index: DatasetIndex) -> Teachers | None:
         teachers.append(_Teacher(
             path=path, model=keras.saving.load_model(path / "model.keras", compile=False),
             normalization=run.normalization(),
-            info={"path": str(path), "architecture": theirs.model.architecture, "width": theirs.model.width,
+            info={"path": portable_path(path), "architecture": theirs.model.architecture, "width": theirs.model.width,
                   "seed": theirs.seed, "config_sha256": info.get("config_sha256", ""),
                   "data_sha256": info.get("data_sha256", ""), "git_commit": info.get("git_commit", ""),
                   "validation_accuracy": run.metrics()["validation"]["accuracy"]}))

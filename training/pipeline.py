@@ -49,6 +49,7 @@ from .. import __version__
 from ..atomic import atomic_write_json
 from ..config import config_hash, from_dict, load_toml, to_dict
 from ..errors import BudgetExceeded, ConfigError, KwsError
+from ..portable import portable_path
 from .config import TrainConfig
 
 __all__ = [
@@ -225,7 +226,7 @@ class _Pipeline:
 
     # ---------------------------------------------------------------- ledger
     def _save_ledger(self) -> None:
-        self.ledger.update(format_version=LEDGER_FORMAT, out_dir=str(self.out.resolve()), updated_utc=_utc_now(),
+        self.ledger.update(format_version=LEDGER_FORMAT, out_dir=portable_path(self.out), updated_utc=_utc_now(),
                            code_version=self.code, config=to_dict(self.train_cfg), pipeline=to_dict(self.pipe_cfg))
         atomic_write_json(self.out / LEDGER_NAME, self.ledger)
 
