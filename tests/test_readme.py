@@ -128,3 +128,69 @@ def test_snippet_hears_the_virtual_microphone_and_ends_cleanly_on_ctrl_c(virtual
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+# -- the command lines, as printed ---------------------------------------------------------------------
+
+
+def readme_commands() -> list[tuple[str, list[str]]]:
+    """Every ``kws``, ``kws-train`` and ``kws-convert`` line of the README's shell blocks, as tokens."""
+    import shlex
+
+    commands, inside, lang, pending = [], False, "", ""
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            inside, lang = (False, "") if inside else (True, line[3:].strip())
+            continue
+        if not inside or lang not in ("", "bash"):
+            continue
+        line = f"{pending} {line.strip()}" if pending else line
+        if line.rstrip().endswith("\\"):
+            pending = line.rstrip()[:-1]
+            continue
+        pending = ""
+        code = line.split("  #")[0].strip()
+        m = re.match(r"(?:TF_CONFIG=\S+\s+)?(kws(?:-train|-convert)?)\s+(.*)", code)
+        if m:
+            commands.append((m.group(1), shlex.split(m.group(2).replace("[", " ").replace("]", " ")
+                                                     .replace("|", " ").replace("...", " "))))
+    return commands
+
+
+def _command(program: str, args: list[str]):
+    """The click command a README line runs, and every option it and its subcommands take."""
+    import click
+
+    if program == "kws-train":
+        from kws_edge.training.cli import train_command as cmd
+    elif program == "kws-convert":
+        from kws_edge.converters.cli import convert_command as cmd
+    else:
+        import kws_edge.cli.commands  # noqa: F401  (registers the subcommands)
+        from kws_edge.cli import cli
+
+        assert args[0] in cli.commands, f"kws {args[0]}: no such command"
+        cmd = cli.commands[args[0]]
+    commands = [cmd, *(cmd.commands.values() if isinstance(cmd, click.Group) else [])]
+    options = {o for c in commands for p in c.params for o in (*p.opts, *p.secondary_opts)}
+    return cmd, options
+
+
+def test_readme_lists_the_command_lines_it_should():
+    programs = {(p, a[0] if p == "kws" else "") for p, a in readme_commands()}
+    for expected in [("kws", "detect"), ("kws", "info"), ("kws", "pipeline"), ("kws", "registry"), ("kws", "serve"),
+                     ("kws-train", ""), ("kws-convert", "")]:
+        assert expected in programs, expected
+
+
+@pytest.mark.parametrize("program, args", readme_commands(), ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_every_option_the_readme_prints_exists(program, args):
+    cmd, options = _command(program, args)
+    for token in args:
+        if token.startswith("-"):
+            assert token.split("=")[0] in options, f"{program} {args[0]}: the README's {token} is not an option"
+    if "--model" in args:  # the architectures the README names are the registry's
+        from kws_edge.training.models import ARCHITECTURES
+
+        named = args[args.index("--model") + 1:]
+        assert set(ARCHITECTURES) <= set(named), sorted(set(ARCHITECTURES) - set(named))
