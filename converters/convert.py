@@ -30,6 +30,7 @@ from kws_edge.errors import BudgetExceeded, ConfigError, ConversionError, KwsErr
 from kws_edge.features import MfccConfig, Normalization
 from kws_edge.portable import portable_path
 from kws_edge.smoothing import DetectorConfig
+from kws_edge.training.tf_import import import_keras
 
 from .analysis import ModelAnalysis, analyze_model
 from .quantize import QUANTIZE_MODES, batch1_clone, captured_output, convert_keras, import_tensorflow
@@ -312,7 +313,7 @@ def convert_run(
     rep_idx = np.sort(rng.choice(len(rep_x), size=n_rep, replace=False))
 
     tf = import_tensorflow()
-    import keras
+    keras = import_keras("conversion")
 
     try:
         with captured_output():

@@ -38,6 +38,7 @@ from ..features import Normalization
 from ..portable import portable_path
 from .config import TrainConfig
 from .dataset import DatasetIndex
+from .tf_import import import_keras
 
 __all__ = ["Teachers", "load_teachers", "pack_targets", "distillation_loss", "packed_accuracy"]
 
@@ -98,7 +99,7 @@ def load_teachers(config: TrainConfig, index: DatasetIndex) -> Teachers | None:
     """
     if not config.distill_from:
         return None
-    import keras
+    keras = import_keras()
 
     from ..config import to_dict
     from .rundir import open_run

@@ -51,6 +51,7 @@ from ..config import config_hash, from_dict, load_toml, to_dict
 from ..errors import BudgetExceeded, ConfigError, KwsError
 from ..portable import portable_path
 from .config import TrainConfig
+from .tf_import import import_keras
 
 __all__ = [
     "STAGES",
@@ -594,7 +595,7 @@ def compare_runs(run_a: Path, run_b: Path) -> dict[str, Any]:
     Tolerances: every weight within ``REPRO_WEIGHT_ATOL`` (absolute), every
     number in metrics.json within ``REPRO_METRIC_ATOL``.
     """
-    import keras
+    keras = import_keras()
 
     ma = json.loads((run_a / "metrics.json").read_text())
     mb = json.loads((run_b / "metrics.json").read_text())

@@ -103,7 +103,7 @@ def pipeline(data: Optional[str], device: Optional[str], out_dir: Path, config_p
     if register_dir is not None:
         from ..registry import ModelRegistry
 
-        entry, created = ModelRegistry(register_dir).add(Path(result["out_dir"]) / "bundle", stage="candidate",
+        entry, created = ModelRegistry(register_dir).add(Path(result["out_dir"]) / "bundle", new_stage="candidate",
                                                          note=f"kws pipeline --out {result['out_dir']}")
         result["registered"] = {"id": entry.id, "created": created, "registry": str(register_dir)}
     if as_json:
@@ -175,15 +175,26 @@ def _headline_metrics(e: Any) -> str:
 
 @registry.command("add")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--stage", type=click.Choice(["candidate", "production"]), default="candidate", show_default=True,
-              help="stage of the new version")
+@click.option("--stage", type=click.Choice(["candidate", "production"]), default=None,
+              help="put the version in this stage (default: a new version becomes candidate; an already "
+                   "registered one keeps its stages)")
 @click.option("--note", default="", help="free text stored with the version")
 @click.pass_obj
-def registry_add(reg: Any, bundle: Path, stage: str, note: str) -> None:
-    """Register a bundle (verified first); the same content twice is the same version."""
-    entry, created = reg.add(bundle, stage=stage, note=note)
-    verb = "registered" if created else "already registered"
-    click.echo(f"{verb} {entry.id} ({entry.name} {entry.version}); stages: {', '.join(entry.stages) or 'none'}")
+def registry_add(reg: Any, bundle: Path, stage: Optional[str], note: str) -> None:
+    """Register a bundle (verified first); the same content twice is the same version.
+
+    A new version becomes candidate. Adding a bundle that is already registered
+    changes no stage (a newer candidate stays candidate) unless --stage says so.
+    """
+    entry, created = reg.add(bundle, stage=stage, new_stage="candidate", note=note)
+    stages = ", ".join(entry.stages) or "none"
+    if created:
+        click.echo(f"registered {entry.id} ({entry.name} {entry.version}); stages: {stages}")
+    elif stage is None:
+        click.echo(f"already registered {entry.id} ({entry.name} {entry.version}); stages: {stages} "
+                   "(unchanged; --stage candidate|production to move one here)")
+    else:
+        click.echo(f"already registered {entry.id} ({entry.name} {entry.version}); stages: {stages}")
 
 
 @registry.command("list")
