@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,31 +21,57 @@ from . import cli
 
 
 class _StageDisplay:
-    """One line per stage on stderr; a live progress line within a stage on a terminal."""
+    """One line per stage on stderr, and progress within a stage (training epochs, features, ...).
 
-    def __init__(self, quiet: bool) -> None:
+    On a terminal a live line shows the step and an ETA; otherwise (a log, CI) one line per step when a
+    step is long (at most 100 steps, such as epochs) and one per tenth of the way for many small steps.
+    """
+
+    def __init__(self, quiet: bool, tty: Optional[bool] = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.quiet = quiet
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.clock = clock
         self._live = False
         self._last = 0.0
+        self._step = ("", "")  # (stage, message) of the progress being shown
+        self._step_t0 = 0.0  # when it began: the previous event of another kind
+        self._step_printed = -1
+        self._prev_t = clock()
 
     def _clear(self) -> None:
         if self._live:
             click.echo("\r\033[K", nl=False, err=True)
             self._live = False
 
+    def _progress_text(self, e: Any, now: float) -> str:
+        text = f"{e.message} {e.done}/{e.of}" if e.of else e.message
+        elapsed = now - self._step_t0
+        if e.of and 0 < e.done < e.of and elapsed > 0:
+            text += f", {elapsed:.0f} s so far, ETA {elapsed / e.done * (e.of - e.done):.0f} s"
+        elif e.of and e.done >= e.of:
+            text += f", {elapsed:.0f} s"
+        return text
+
     def __call__(self, e: Any) -> None:
+        now = self.clock()
+        if e.kind == "progress" and (e.stage, e.message) != self._step:
+            self._step, self._step_t0, self._step_printed = (e.stage, e.message), self._prev_t, -1
+        self._prev_t = now
         if self.quiet:
             return
         tag = f"[{e.index}/{e.total}] {e.stage:<15}"
         if e.kind == "progress":
-            now = time.monotonic()
-            if not self.tty or now - self._last < 0.2:
+            if self.tty:
+                if now - self._last < 0.2 and e.done < e.of:
+                    return
+                self._last = now
+                click.echo(f"\r\033[K{tag} {self._progress_text(e, now)}", nl=False, err=True)
+                self._live = True
                 return
-            self._last = now
-            frac = f"{e.done}/{e.of}" if e.of else ""
-            click.echo(f"\r\033[K{tag} {e.message} {frac}", nl=False, err=True)
-            self._live = True
+            every = 1 if e.of <= 100 else max(1, e.of // 10)
+            if e.of and e.done > self._step_printed and (e.done == e.of or e.done // every > self._step_printed // every):
+                self._step_printed = e.done
+                click.echo(f"{tag} {self._progress_text(e, now)}", err=True)
             return
         self._clear()
         if e.kind == "start":
