@@ -32,6 +32,7 @@ from .. import __version__
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..config import config_hash, to_dict
 from ..features import Normalization
+from ..portable import portable_path
 from . import rundir as rd
 from .augment import spec_augment
 from .config import SILENCE_LABEL, UNKNOWN_LABEL, TrainConfig
@@ -469,7 +470,7 @@ def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: F
     tf = import_tensorflow()
 
     atomic_write_json(out / rd.SUMMARY_JSON, {
-        "data_root": str(index.root),
+        "data_root": portable_path(index.root),
         "counts": index.counts(),
         "n_skipped": len(index.skipped),
         "synthetic_negatives": negatives,

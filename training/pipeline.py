@@ -114,7 +114,7 @@ def load_pipeline_config(path: Optional[str | Path], *, data: Optional[str] = No
             p = Path(data).expanduser()
             if not p.is_dir():
                 raise ConfigError(f"--data {data}: no such folder; pass a Speech Commands-layout folder or 'synthetic'")
-            data = str(p.resolve())
+            data = str(p)  # as given: run files and manifests hold no absolute path of this machine
         train = dataclasses.replace(train, data=data)
     if device is not None:
         pipe = dataclasses.replace(pipe, device=device)
