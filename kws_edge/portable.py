@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
-__all__ = ["is_absolute_path", "portable_path", "portable_json"]
+__all__ = ["is_absolute_path", "portable_path", "portable_json", "absolute_paths_in"]
 
 
 def is_absolute_path(text: str) -> bool:
@@ -38,3 +38,12 @@ def portable_json(value: Any) -> Any:
     if isinstance(value, str) and is_absolute_path(value):
         return portable_path(value)
     return value
+
+
+def absolute_paths_in(value: Any) -> list[str]:
+    """Every string in a JSON value that is an absolute path, in document order."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in absolute_paths_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in absolute_paths_in(v)]
+    return [value] if isinstance(value, str) and is_absolute_path(value) else []

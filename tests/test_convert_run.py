@@ -162,26 +162,14 @@ def test_int8_bundle_loads_and_records_everything(converted, run_dir):
 
 
 def test_manifest_holds_no_absolute_path_of_this_machine(converted, run_dir):
-    from kws_edge.portable import is_absolute_path
+    from kws_edge.portable import absolute_paths_in
 
     text = (converted.bundle_dir / "manifest.json").read_text()
-    paths = [s for s in _strings(json.loads(text)) if is_absolute_path(s)]
-    assert paths == []
+    assert absolute_paths_in(json.loads(text)) == []
     assert str(run_dir.parent) not in text
     m = load_bundle(converted.bundle_dir).manifest
     assert m.provenance["run_dir"] == "tiny-run"  # the run's name
     assert m.budgets["profile"]["path"] in (None, "", "raspberry-pi-4b.toml")
-
-
-def _strings(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
 
 
 def test_int8_agrees_with_float_on_at_least_98_percent_of_test_clips(converted):

@@ -147,20 +147,10 @@ def test_info_is_sections_of_short_lines_and_json_keeps_everything(kws):
 
 def test_the_shipped_manifest_holds_no_absolute_path():
     from kws_edge import default_bundle_path
-    from kws_edge.portable import is_absolute_path
-
-    def strings(v):
-        if isinstance(v, dict):
-            for x in v.values():
-                yield from strings(x)
-        elif isinstance(v, list):
-            for x in v:
-                yield from strings(x)
-        elif isinstance(v, str):
-            yield v
+    from kws_edge.portable import absolute_paths_in
 
     manifest = json.loads((default_bundle_path() / "manifest.json").read_text())
-    assert [s for s in strings(manifest) if is_absolute_path(s)] == []
+    assert absolute_paths_in(manifest) == []
 
 
 def test_info_names_the_weight_scales_of_an_int8_model(kws, tone_bundle_path):

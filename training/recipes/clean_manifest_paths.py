@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from kws_edge.atomic import atomic_write_text
-from kws_edge.portable import portable_json
+from kws_edge.portable import absolute_paths_in, portable_json
 
 
 def clean_manifest(path: Path) -> int:
@@ -24,23 +24,11 @@ def clean_manifest(path: Path) -> int:
     changed = 0
     for section in ("provenance", "budgets"):
         if section in manifest:
-            before = json.dumps(manifest[section])
+            changed += len(absolute_paths_in(manifest[section]))
             manifest[section] = portable_json(manifest[section])
-            changed += sum(a != b for a, b in zip(_strings(json.loads(before)), _strings(manifest[section])))
     if changed:
         atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return changed
-
-
-def _strings(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
 
 
 def main(argv: list[str] | None = None) -> int:
