@@ -28,7 +28,9 @@ from kws_edge.bundle import MODEL_NAME, Manifest, ModelFile, save_bundle
 from kws_edge.config import from_dict
 from kws_edge.errors import BudgetExceeded, ConfigError, ConversionError, KwsError, RunError
 from kws_edge.features import MfccConfig, Normalization
+from kws_edge.portable import portable_path
 from kws_edge.smoothing import DetectorConfig
+from kws_edge.training.tf_import import import_keras
 
 from .analysis import ModelAnalysis, analyze_model
 from .quantize import QUANTIZE_MODES, batch1_clone, captured_output, convert_keras, import_tensorflow
@@ -317,7 +319,7 @@ def convert_run(
     rep_idx = np.sort(rng.choice(len(rep_x), size=n_rep, replace=False))
 
     tf = import_tensorflow()
-    import keras
+    keras = import_keras("conversion")
 
     try:
         with captured_output():
@@ -392,7 +394,7 @@ def convert_run(
     from kws_edge import __version__
 
     provenance = {
-        "run_dir": str(run.path.resolve()),
+        "run_dir": run.path.resolve().name,  # the run's name; where it lay on this machine means nothing elsewhere
         "run": run_json,
         "config": run.config,
         "seed": run.seed,
@@ -461,7 +463,8 @@ def convert_run(
     budgets_json = budgets.to_dict()
     budgets_json["allowed_over_budget"] = bool(allow_over_budget and not budgets.within_budget)
     budgets_json["profile"] = {"name": profile.name, "description": profile.description,
-                               "path": profile.path, "runtime": profile.runtime}
+                               "path": portable_path(profile.path) if profile.path else profile.path,
+                               "runtime": profile.runtime}
     budgets_json["analysis"] = analysis.to_dict()
     if tflm_check is not None:
         from .tflm import tflm_manifest_entry

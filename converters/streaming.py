@@ -36,6 +36,7 @@ from kws_edge.bundle import MANIFEST_NAME, ModelFile, TensorSpec, load_bundle, s
 from kws_edge.engine import Engine
 from kws_edge.errors import ConversionError
 from kws_edge.features import Normalization
+from kws_edge.training.tf_import import import_keras, import_tensorflow
 
 __all__ = [
     "STREAMING_MODEL_NAME",
@@ -180,7 +181,7 @@ def _quiet_convert(converter: Any) -> bytes:
 
 
 def _float_tflite(stream_model: Any) -> bytes:
-    import tensorflow as tf
+    tf = import_tensorflow("conversion")
 
     converter = tf.lite.TFLiteConverter.from_keras_model(stream_model)
     return _quiet_convert(converter)
@@ -232,7 +233,7 @@ def convert_streaming(window_model: Any, representative_features: np.ndarray,
         Training clips in the same feature path as the runtime (already normalised).
     config : StreamingConversionConfig
     """
-    import tensorflow as tf
+    tf = import_tensorflow("conversion")
 
     from kws_edge.training.streaming_model import layout, to_streaming
 
@@ -360,7 +361,7 @@ def add_streaming_to_bundle(run_dir: str | Path, bundle_dir: str | Path, *,
     arena budget is added to the manifest; an arena over the budget raises ``BudgetExceeded`` before
     anything is written, unless ``allow_over_budget``.
     """
-    import keras
+    keras = import_keras("conversion")
 
     run = Path(run_dir)
     for name in ("model.keras", "normalization.json", "arrays/representative.npz"):

@@ -161,6 +161,17 @@ def test_int8_bundle_loads_and_records_everything(converted, run_dir):
     assert {r["name"] for r in m.budgets["results"]} >= {"model_bytes", "activation_bytes", "compute"}
 
 
+def test_manifest_holds_no_absolute_path_of_this_machine(converted, run_dir):
+    from kws_edge.portable import absolute_paths_in
+
+    text = (converted.bundle_dir / "manifest.json").read_text()
+    assert absolute_paths_in(json.loads(text)) == []
+    assert str(run_dir.parent) not in text
+    m = load_bundle(converted.bundle_dir).manifest
+    assert m.provenance["run_dir"] == "tiny-run"  # the run's name
+    assert m.budgets["profile"]["path"] in (None, "", "raspberry-pi-4b.toml")
+
+
 def test_int8_agrees_with_float_on_at_least_98_percent_of_test_clips(converted):
     assert converted.float_metrics["accuracy"] > 0.9  # the tiny model did learn the task
     assert converted.argmax_agreement >= 0.98

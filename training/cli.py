@@ -23,6 +23,7 @@ import time
 import click
 
 from ..cli import run_cli
+from .models import ARCHITECTURES
 
 __all__ = ["main", "train_command"]
 
@@ -64,7 +65,7 @@ class _Bars:
                    "one speaker-hash split across them).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML recipe (see docs).")
-@click.option("--model", "model", help="Architecture: ds_cnn, ds_cnn_mlperf, tiny_conv, tc_resnet.")
+@click.option("--model", "model", help=f"Architecture: {', '.join(ARCHITECTURES)}.")
 @click.option("--epochs", type=int, help="Training epochs.")
 @click.option("--seed", type=int, help="Seed for every random choice.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in --out.")

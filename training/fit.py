@@ -32,12 +32,14 @@ from .. import __version__
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..config import config_hash, to_dict
 from ..features import Normalization
+from ..portable import portable_path
 from . import rundir as rd
 from .augment import spec_augment
 from .config import SILENCE_LABEL, UNKNOWN_LABEL, TrainConfig
 from .dataset import DatasetIndex, index_dataset
 from .featurize import FeatureStats, augmented_features, clean_features
 from .metrics import clip_metrics
+from .tf_import import import_keras, import_tensorflow
 
 __all__ = ["train", "Progress", "git_commit", "resolve_data"]
 
@@ -86,14 +88,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _import_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ..errors import BackendUnavailableError
-
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise BackendUnavailableError("training needs TensorFlow: pip install 'kws-edge[train]'") from None
-    return tf
+    return import_tensorflow("training")
 
 
 def _loss(config: TrainConfig, tf, keras):
@@ -124,7 +119,7 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
                epoch_data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None):
     """Fit; ``epoch_data(epoch)`` (if given, default strategy only) replaces the training arrays per epoch."""
     tf = _import_tf()
-    import keras
+    keras = import_keras()
 
     from .models import build_model
 
@@ -232,7 +227,7 @@ _BN_RECALIBRATION_SAMPLES = 16384
 
 
 def _batchnorm_layers(layer) -> list:
-    import keras
+    keras = import_keras()
 
     found = []
     for sub in getattr(layer, "layers", []):
@@ -471,11 +466,11 @@ def _add_synthetic_negatives(index: DatasetIndex, config: TrainConfig, progress:
 def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: FeatureStats,
                    timings: dict[str, float], model, n_train_samples: int, negatives: dict[str, Any],
                    distribution: dict[str, Any] | None = None) -> None:
-    import keras
-    import tensorflow as tf
+    keras = import_keras()
+    tf = import_tensorflow()
 
     atomic_write_json(out / rd.SUMMARY_JSON, {
-        "data_root": index.manifest()["root"],
+        "data_root": portable_path(index.manifest()["root"]),
         "counts": index.counts(),
         "n_skipped": len(index.skipped),
         "synthetic_negatives": negatives,

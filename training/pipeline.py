@@ -49,7 +49,9 @@ from .. import __version__
 from ..atomic import atomic_write_json
 from ..config import config_hash, from_dict, load_toml, to_dict
 from ..errors import BudgetExceeded, ConfigError, KwsError
+from ..portable import portable_path
 from .config import TrainConfig
+from .tf_import import import_keras
 
 __all__ = [
     "STAGES",
@@ -112,7 +114,7 @@ def load_pipeline_config(path: Optional[str | Path], *, data: Optional[str] = No
             p = Path(data).expanduser()
             if not p.is_dir():
                 raise ConfigError(f"--data {data}: no such folder; pass a Speech Commands-layout folder or 'synthetic'")
-            data = str(p.resolve())
+            data = str(p)  # as given: run files and manifests hold no absolute path of this machine
         train = dataclasses.replace(train, data=data)
     if device is not None:
         pipe = dataclasses.replace(pipe, device=device)
@@ -225,7 +227,7 @@ class _Pipeline:
 
     # ---------------------------------------------------------------- ledger
     def _save_ledger(self) -> None:
-        self.ledger.update(format_version=LEDGER_FORMAT, out_dir=str(self.out.resolve()), updated_utc=_utc_now(),
+        self.ledger.update(format_version=LEDGER_FORMAT, out_dir=portable_path(self.out), updated_utc=_utc_now(),
                            code_version=self.code, config=to_dict(self.train_cfg), pipeline=to_dict(self.pipe_cfg))
         atomic_write_json(self.out / LEDGER_NAME, self.ledger)
 
@@ -593,7 +595,7 @@ def compare_runs(run_a: Path, run_b: Path) -> dict[str, Any]:
     Tolerances: every weight within ``REPRO_WEIGHT_ATOL`` (absolute), every
     number in metrics.json within ``REPRO_METRIC_ATOL``.
     """
-    import keras
+    keras = import_keras()
 
     ma = json.loads((run_a / "metrics.json").read_text())
     mb = json.loads((run_b / "metrics.json").read_text())
