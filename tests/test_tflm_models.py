@@ -230,7 +230,8 @@ def test_record_in_bundle_then_kws_info_shows_the_arena(tmp_path):
 
     info = CliRunner().invoke(cli, ["info", str(tmp_path / "b")])
     assert info.exit_code == 0, info.output
-    line = next(x for x in info.output.splitlines() if x.startswith("model activation"))
+    text = info.output.replace("\n    ", " ")  # kws info wraps long lines with a 4-space indent
+    line = next(x for x in text.splitlines() if x.startswith("model activation"))
     arena = entry["models"]["model.tflite"]["arena_bytes"]
     assert line.endswith(f"; TFLM arena {arena:,} bytes (measured in tflite-micro {tflm.tflm_build().version})")
     assert any(x.startswith("streaming activation") and "TFLM arena" in x for x in info.output.splitlines())
