@@ -40,6 +40,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .engine import Engine, TensorInfo
+from .audio import to_float32, validate_audio
 from .errors import BundleError, ConfigError
 from .features import MfccConfig, mfcc
 
@@ -202,34 +203,72 @@ class StreamingRunner:
     def state_size(self) -> int:
         return int(self._io.state_in.shape[1])
 
-    def detect(self, detector: "KeywordDetector", audio: np.ndarray) -> list["Detection"]:
-        """The detector's streaming branch for one validated chunk of audio.
+    @property
+    def blocks_per_call(self) -> int:
+        return self._blocks_per_call
+
+    @blocks_per_call.setter
+    def blocks_per_call(self, value: int) -> None:
+        self._blocks_per_call = int(value)
+        self._due_samples = None  # recomputed at the next chunk
+
+    def detect(self, detector: "KeywordDetector", chunk: np.ndarray) -> list["Detection"]:
+        """The detector's streaming branch for one chunk of audio (validated here).
 
         Audio is held back until the MFCC would complete ``blocks_per_call``
         whole blocks of new frames (MFCC is chunking-invariant, so this changes
         no result, only how many calls the features and the model take: one per
-        ``blocks_per_call`` blocks, whatever the chunk size). Then frames -> model -> smoother, via :func:`detect_frames`.
+        ``blocks_per_call`` blocks, whatever the chunk size). Then frames -> model -> smoother, via
+        :func:`detect_frames`.
+
+        A chunk that completes no such interval costs only its validation and a copy (``bytes``: the
+        caller may reuse its buffer) onto a list, with no numpy arithmetic: a microphone delivers one
+        every 10-100 ms and the process sleeps in between, so each call starts on cold caches, where
+        every numpy call costs tens of microseconds. int16 chunks are held as int16 (converting them is
+        part of the MFCC's own pre-emphasis step).
         """
-        mf = detector._mfcc
-        self._audio.append(audio)
-        self._audio_samples += audio.size
-        n_total = mf.n_samples_seen + self._audio_samples
-        n_new = (0 if n_total < self._window_samples
-                 else 1 + (n_total - self._window_samples) // self._hop_samples) - mf.n_frames_emitted
-        if len(self._pending) + n_new - self.context_frames < self.block_frames * self.blocks_per_call:
-            if detector.telemetry is not None:
-                detector.telemetry.observe(audio, self._no_frames)
-            return []
+        audio = validate_audio(chunk, name="audio chunk", keep_int16=True)
+        n = audio.size
+        detector.n_samples += n
         parts = self._audio
-        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if parts and audio.dtype != self._audio_dtype:  # the stream switched sample type: hold float32
+            held = to_float32(np.frombuffer(b"".join(parts), self._audio_dtype))
+            parts[:] = [held.tobytes()]
+            audio = to_float32(audio)
+        if not parts:
+            self._audio_dtype = audio.dtype
+        parts.append(audio.tobytes())
+        self._audio_samples += n
+        mf = detector._mfcc
+        due = self._due_samples
+        if due is None:
+            due = self._due_samples = self._samples_due(mf)
+        tel = detector.telemetry
+        if self._audio_samples < due:
+            if tel is not None:
+                tel.observe(to_float32(audio), self._no_frames)
+            return []
+        joined = np.frombuffer(parts[0] if len(parts) == 1 else b"".join(parts), self._audio_dtype)
         parts.clear()
         self._audio_samples = 0
-        return detect_frames(detector, self, audio, mf.process(joined))
+        found = detect_frames(detector, self, audio if tel is None else to_float32(audio), mf.process(joined))
+        self._due_samples = self._samples_due(mf)
+        return found
+
+    def _samples_due(self, mf: Any) -> int:
+        """Held samples after which the MFCC completes ``blocks_per_call`` blocks past the pending frames."""
+        frames_needed = self.context_frames + self.block_frames * self._blocks_per_call - len(self._pending)
+        if frames_needed <= 0:
+            return 0
+        total = self._window_samples + (mf.n_frames_emitted + frames_needed - 1) * self._hop_samples
+        return max(0, total - mf.n_samples_seen)
 
     def reset(self) -> None:
         """Zero state; the next frame is the first of a new stream."""
-        self._audio: list[np.ndarray] = []  # validated audio held back until a block of frames completes
+        self._audio: list[bytes] = []  # validated audio held back until a block of frames completes
+        self._audio_dtype = np.dtype(np.float32)  # sample type of the held audio (int16 or float32)
         self._audio_samples = 0
+        self._due_samples: int | None = None  # held samples that complete the next interval (None: recompute)
         self._state = np.zeros(self._io.state_in.shape, self._state_dtype)
         self._zero_state = self._state.copy()
         self._zero_state.fill(self._io.state_in.zero_point if self._io.state_in.quantized else 0)
