@@ -515,7 +515,9 @@ def detect_frames(detector: "KeywordDetector", runner: StreamingRunner, audio: n
     if len(counts):
         smoother = detector._smoother
         if not (runner.last_all_gated and smoother.idle):  # silence rows into an idle smoother change nothing
-            end_s = ((counts - 1) * detector._hop_samples + detector._window_samples) / detector.sample_rate_hz
+            def end_s(counts=counts) -> np.ndarray:  # computed only when a row may fire
+                return ((counts - 1) * detector._hop_samples + detector._window_samples) / detector.sample_rate_hz
+
             detections = smoother.update_many(posteriors, end_s)
         for hit in detections:
             for cb in detector._callbacks:
