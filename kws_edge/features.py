@@ -192,11 +192,9 @@ class _Plan:
     psf's steps after the FFT, folded into two matrix products (fewer, larger
     numpy calls: this runs on every streaming block):
 
-    * ``power_t`` ``(2 * n_bins, n_mel + 1)``: the rfft output viewed as
-      interleaved (re, im) float64 pairs and squared goes straight to the mel
-      energies: each bin's filter weight / NFFT appears twice (re^2 and im^2:
-      psf's ``1/NFFT * |X|^2``), and the extra last column (1/NFFT everywhere)
-      is the frame energy;
+    * ``power_t`` ``(n_bins, n_mel + 1)``: the power spectrum ``re^2 + im^2``
+      to the mel energies, with psf's ``1/NFFT`` folded in, and an extra last
+      column (1/NFFT everywhere): the frame energy;
     * ``cepstra_t`` ``(n_mel + 1, n_cepstra)``: the log energies to cepstra:
       DCT-II (orthonormal, scipy.fftpack's ``dct(norm='ortho')`` as a matrix)
       times the lifter, with column 0 replaced by the log frame energy
@@ -212,8 +210,7 @@ class _Plan:
         fbank = mel_filterbank(config.n_mel_filters, config.fft_size_samples, config.sample_rate_hz,
                                config.low_freq_hz, config.high_freq_hz)
         m, n_bins = fbank.shape
-        per_bin = np.vstack([fbank, np.ones((1, n_bins))]).T / config.fft_size_samples  # (n_bins, m + 1)
-        self.power_t = np.ascontiguousarray(np.repeat(per_bin, 2, axis=0))  # rows: re and im of each bin
+        self.power_t = np.ascontiguousarray(np.vstack([fbank, np.ones((1, n_bins))]).T / config.fft_size_samples)
         k = np.arange(config.n_cepstra)[:, None]
         j = np.arange(m)[None, :]
         dct = np.cos(np.pi * k * (2 * j + 1) / (2 * m)) * np.sqrt(2.0 / m)
@@ -245,6 +242,7 @@ class _Work:
         self.n_frames = n_frames
         self.padded = np.zeros((n_frames, plan.config.fft_size_samples), np.float64)  # tail stays zero
         self.spec = np.empty((n_frames, plan.n_bins), np.complex128)
+        self.power = np.empty((n_frames, plan.n_bins), np.float64)
 
 
 _RFFT_HAS_OUT = tuple(int(v) for v in np.__version__.split(".")[:1]) >= (2,)
@@ -270,7 +268,8 @@ def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None) -> np.n
         spec = np.fft.rfft(padded, axis=1)
     pairs = spec.view(np.float64)  # (n, 2 * n_bins): re, im, re, im, ...
     np.multiply(pairs, pairs, out=pairs)
-    mel = pairs @ plan.power_t  # (n, n_mel + 1): mel energies and the frame energy
+    power = np.add(pairs[:, 0::2], pairs[:, 1::2], out=work.power[:n])  # re^2 + im^2
+    mel = power @ plan.power_t  # (n, n_mel + 1): mel energies and the frame energy
     np.maximum(mel, cfg.energy_floor, out=mel)
     np.log(mel, out=mel)
     return (mel @ plan.cepstra_t).astype(np.float32)
