@@ -34,6 +34,8 @@ __all__ = [
 #: the one scale between int16 samples and float samples in [-1, 1)
 INT16_SCALE = 32768.0
 
+_FLOAT32, _INT16 = np.dtype(np.float32), np.dtype(np.int16)
+
 
 @dataclass(frozen=True)
 class WavAudio:
@@ -85,12 +87,13 @@ def validate_audio(samples: np.ndarray, *, name: str = "audio", keep_int16: bool
     int16 array is returned as it is (always valid; for callers that convert later).
     """
     if type(samples) is np.ndarray and samples.ndim == 1 and samples.size:  # hot path: one call per chunk
-        if samples.dtype == np.float32:
+        dtype = samples.dtype  # identity with numpy's canonical dtypes: no type conversion or cast lookup
+        if dtype is _FLOAT32:
             # argmin/argmax point at a NaN if there is one (then a comparison fails and the checks below
             # explain); they cost a fraction of min()/max()'s reduction machinery on a cold cache
             if -4.0 <= samples[samples.argmin()] and samples[samples.argmax()] <= 4.0:
                 return samples
-        elif samples.dtype == np.int16:
+        elif dtype is _INT16:
             return samples if keep_int16 else to_float32(samples)
     arr = np.asarray(samples)
     if arr.ndim == 2 and 1 in arr.shape:

@@ -241,23 +241,23 @@ class StreamingRunner:
         n = audio.size
         detector.n_samples += n
         parts = self._audio
-        if parts and audio.dtype != self._audio_dtype:  # the stream switched sample type: hold float32
+        if not parts:
+            self._audio_dtype = audio.dtype
+        elif audio.dtype != self._audio_dtype:  # the stream switched sample type: hold float32
             held = to_float32(np.frombuffer(b"".join(parts), self._audio_dtype))
             parts[:] = [held.tobytes()]
             audio = to_float32(audio)
-        if not parts:
             self._audio_dtype = audio.dtype
         parts.append(audio.tobytes())
-        self._audio_samples += n
-        mf = detector._mfcc
+        held_samples = self._audio_samples = self._audio_samples + n
         due = self._due_samples
         if due is None:
-            due = self._due_samples = self._samples_due(mf)
-        tel = detector.telemetry
-        if self._audio_samples < due:
-            if tel is not None:
-                tel.observe(to_float32(audio), self._no_frames)
+            due = self._due_samples = self._samples_due(detector._mfcc)
+        if held_samples < due:
+            if detector.telemetry is not None:
+                detector.telemetry.observe(to_float32(audio), self._no_frames)
             return []
+        mf, tel = detector._mfcc, detector.telemetry
         joined = np.frombuffer(parts[0] if len(parts) == 1 else b"".join(parts), self._audio_dtype)
         parts.clear()
         self._audio_samples = 0
