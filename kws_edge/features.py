@@ -46,6 +46,7 @@ __all__ = [
 
 MS_PER_S = 1000.0
 _INT16_TO_FLOAT64 = 1.0 / INT16_SCALE
+_INT16, _FLOAT32 = np.dtype(np.int16), np.dtype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -348,8 +349,9 @@ class StreamingMfcc:
         if chunk.ndim > 1 and chunk.size != max(chunk.shape):  # (n, 2) would interleave channels
             raise AudioFormatError(f"audio chunk must be mono (1-D), got shape {chunk.shape}")
         x = chunk.reshape(-1)
-        is_int16 = x.dtype == np.int16
-        if not (is_int16 or x.dtype == np.float32):
+        dtype = x.dtype
+        is_int16 = dtype is _INT16 or dtype == _INT16  # identity first: numpy's canonical dtypes, no conversion
+        if not (is_int16 or dtype is _FLOAT32 or dtype == _FLOAT32):
             x = to_float32(x)  # other floats are rounded to float32, as mfcc() does
         n = x.size
         if n == 0:
