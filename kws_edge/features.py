@@ -276,13 +276,13 @@ def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None) -> np.n
     return (mel @ plan.cepstra_t).astype(np.float32)
 
 
-def _frame(signal: np.ndarray, n_frames: int, window_samples: int, hop_samples: int) -> np.ndarray:
-    """Read-only view of ``n_frames`` overlapping frames of a contiguous 1-D array (no copy).
+def _frame(signal: np.ndarray, n_frames: int, window_samples: int, hop_samples: int, first: int = 0) -> np.ndarray:
+    """Read-only view of ``n_frames`` overlapping frames of a contiguous 1-D array from sample ``first`` (no copy).
 
     Built with the ndarray constructor: a fraction of ``as_strided``'s Python overhead.
     """
     step = signal.strides[0]
-    view = np.ndarray((n_frames, window_samples), signal.dtype, signal, 0, (hop_samples * step, step))
+    view = np.ndarray((n_frames, window_samples), signal.dtype, signal, first * step, (hop_samples * step, step))
     view.flags.writeable = False
     return view
 
@@ -318,14 +318,18 @@ class StreamingMfcc:
     ``process(chunk)`` accepts any number of samples (int16 or float in
     [-1, 1]) and returns the new frames, ``(n_new, n_cepstra)`` float32. State
     is the last input sample (for pre-emphasis) and the pre-emphasised tail
-    not yet consumed by a frame: at most one window of samples, kept at the
-    front of a preallocated buffer that new samples are pre-emphasised into
-    (it grows only when a chunk is larger than any before). A call that
-    completes no frame costs a few numpy calls and returns at once.
+    not yet consumed by a frame: at most one window of samples, in a
+    preallocated buffer that new samples are pre-emphasised into, after it;
+    frames are read where they lie, and the tail moves back to the front only
+    when the buffer is full (every ``_BUFFER_HOPS`` hops or so; it grows only
+    for a chunk larger than any before). A call that completes no frame costs
+    a few numpy calls and returns at once.
     """
 
     #: frames one call can compute without growing the work buffers (they grow on demand)
     _INITIAL_FRAMES = 16
+    #: sample buffer: one window plus this many hops (1.3 s at the defaults) before the tail moves to the front
+    _BUFFER_HOPS = 64
 
     def __init__(self, config: MfccConfig = MfccConfig()) -> None:
         self.config = config
@@ -333,14 +337,14 @@ class StreamingMfcc:
         self._empty = np.zeros((0, config.n_cepstra), np.float32)
         self._window = config.window_samples
         self._hop = config.hop_samples
-        self._buf = np.empty(self._window + self._INITIAL_FRAMES * self._hop, np.float64)
+        self._buf = np.empty(self._window + self._BUFFER_HOPS * self._hop, np.float64)
         self._work = _Work(self._plan, self._INITIAL_FRAMES)
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio; the next sample is the start of a new stream."""
         self._last_sample: float | None = None
-        self._tail_len = 0
+        self._start = self._end = 0  # the unconsumed pre-emphasised samples are _buf[_start:_end]
         self.n_samples_seen = 0
         self.n_frames_emitted = 0
 
@@ -357,12 +361,18 @@ class StreamingMfcc:
         if n == 0:
             return self._empty
         a = self.config.preemphasis
-        t = self._tail_len
+        start, t = self._start, self._end
         end = t + n
-        if end > self._buf.size:
-            grown = np.empty(max(end, 2 * self._buf.size), np.float64)
-            grown[:t] = self._buf[:t]
-            self._buf = grown
+        if end > self._buf.size:  # full: the unconsumed tail (< one window) to the front, growing if needed
+            keep = t - start
+            if keep + n > self._buf.size:
+                grown = np.empty(max(keep + n, 2 * self._buf.size), np.float64)
+                grown[:keep] = self._buf[start:t]
+                self._buf = grown
+            else:
+                self._buf[:keep] = self._buf[start:t]  # (numpy handles the overlap)
+            start, t, end = 0, keep, keep + n
+            self._start = 0
         buf = self._buf
         # pre-emphasis in float64 straight into the buffer after the tail: y[i] = x[i] - a * x[i-1].
         # int16 is filtered in sample units and then scaled by 2**-15: scaling by a power of two is exact,
@@ -370,23 +380,20 @@ class StreamingMfcc:
         y = buf[t:end]
         np.multiply(x[:-1], -a, out=y[1:], dtype=np.float64)
         np.add(y[1:], x[1:], out=y[1:], dtype=np.float64)
+        first, last = x[[0, -1]].tolist()  # Python int or float: exact
         if is_int16:
             y *= _INT16_TO_FLOAT64
-            first, last = int(x[0]) * _INT16_TO_FLOAT64, int(x[-1]) * _INT16_TO_FLOAT64
-        else:
-            first, last = float(x[0]), float(x[-1])
+            first, last = first * _INT16_TO_FLOAT64, last * _INT16_TO_FLOAT64
         y[0] = first if self._last_sample is None else first - a * self._last_sample
         self._last_sample = last
         self.n_samples_seen += n
-        if end < self._window:  # no frame completes: keep the samples, return at once
-            self._tail_len = end
+        self._end = end
+        if end - start < self._window:  # no frame completes: keep the samples, return at once
             return self._empty
-        n_frames = 1 + (end - self._window) // self._hop
+        n_frames = 1 + (end - start - self._window) // self._hop
         if n_frames > self._work.n_frames:
             self._work = _Work(self._plan, n_frames)
-        out = _cepstra(_frame(buf, n_frames, self._window, self._hop), self._plan, self._work)
-        consumed = n_frames * self._hop
-        buf[:end - consumed] = buf[consumed:end]  # the unconsumed tail to the front (numpy handles overlap)
-        self._tail_len = end - consumed
+        out = _cepstra(_frame(buf, n_frames, self._window, self._hop, start), self._plan, self._work)
+        self._start = start + n_frames * self._hop
         self.n_frames_emitted += n_frames
         return out
