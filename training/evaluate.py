@@ -65,7 +65,7 @@ def config_for_bundle(bundle: Bundle) -> TrainConfig:
     return TrainConfig(labels=tuple(m.labels), keywords=tuple(m.keywords), features=m.features)
 
 
-def evaluate(*, data: str, bundle: str | Path | None = None, run: str | Path | None = None,
+def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, run: str | Path | None = None,
              stream: StreamConfig = StreamConfig(), split: str = "test", out_dir: str | Path | None = None,
              target_fa_per_hour: float | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def evaluate(*, data: str, bundle: str | Path | None = None, run: str | Path | N
         streaming = evaluate_stream(b, ts, tolerance_ms=stream.tolerance_ms, target_fa_per_hour=target_fa_per_hour)
         if progress:
             progress("streaming", 1, 1)
-    result = {"source": source, "data": str(index.root), "split": split, "data_sha256": index.content_sha256,
+    result = {"source": source, "data": index.manifest()["root"], "split": split, "data_sha256": index.content_sha256,
               "clip": clip, "streaming": streaming, "stream_config": to_dict(stream)}
     if out_dir is not None:
         _write_outputs(Path(out_dir), result)

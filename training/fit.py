@@ -62,10 +62,11 @@ def git_commit() -> str:
         return ""
 
 
-def resolve_data(config: TrainConfig, progress: Progress | None = None) -> Path:
-    """The dataset folder of ``config``: the given folder, or the (cached) synthetic set."""
+def resolve_data(config: TrainConfig, progress: Progress | None = None) -> Path | tuple[Path, ...]:
+    """The dataset folder of ``config`` (a tuple for several), or the (cached) synthetic set."""
     if not config.is_synthetic:
-        return Path(config.data).expanduser()
+        folders = tuple(Path(d).expanduser() for d in config.data_folders)
+        return folders[0] if len(folders) == 1 else folders
     from .synthetic import generate_synthetic_dataset
 
     cb = (lambda d, t: progress("synthesize", d, t)) if progress else None
@@ -321,8 +322,7 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     if config.distill_from and dist is not None and not dist.is_default:
         raise ConfigError("distill_from needs the default strategy (one process); leave it empty to distribute")
     rd.check_run_dir(out_dir, overwrite=overwrite)
-    root = resolve_data(config, progress) if config.is_synthetic else Path(config.data).expanduser()
-    index = index_dataset(root, config)  # DataError before the run directory is touched
+    index = index_dataset(resolve_data(config, progress), config)  # DataError before the run directory is touched
     negatives = _add_synthetic_negatives(index, config, progress)
     from .distill import load_teachers
 
@@ -475,7 +475,7 @@ def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: F
     import tensorflow as tf
 
     atomic_write_json(out / rd.SUMMARY_JSON, {
-        "data_root": str(index.root),
+        "data_root": index.manifest()["root"],
         "counts": index.counts(),
         "n_skipped": len(index.skipped),
         "synthetic_negatives": negatives,

@@ -290,7 +290,7 @@ class _Pipeline:
             "data": cfg.data, "synthetic": to_dict(cfg.synthetic) if cfg.is_synthetic else None,
             "seed": cfg.seed if cfg.is_synthetic else None, "labels": list(cfg.labels),
             "keywords": list(cfg.keywords), "sample_rate_hz": cfg.features.sample_rate_hz,
-            "fingerprint": None if cfg.is_synthetic else _folder_fingerprint(Path(cfg.data)),
+            "fingerprint": None if cfg.is_synthetic else [_folder_fingerprint(Path(d)) for d in cfg.data_folders],
             "splits": [cfg.silence_percentage, cfg.unknown_percentage, cfg.validation_percentage,
                        cfg.testing_percentage, cfg.synthetic_negatives],
             "exclude_words": list(cfg.exclude_words),
@@ -303,7 +303,7 @@ class _Pipeline:
             root = resolve_data(cfg, lambda stage, d, t: tick(d, t, stage))
             index = index_dataset(root, cfg)
             manifest = index.manifest()
-            return {"root": str(root), "content_sha256": manifest["content_sha256"], "counts": index.counts(),
+            return {"root": manifest["root"], "content_sha256": manifest["content_sha256"], "counts": index.counts(),
                     "n_files": len(manifest.get("files", [])), "n_skipped": len(index.skipped)}
 
         return self._run_stage("data", data_inputs, lambda: True, body)

@@ -286,7 +286,18 @@ def _num(n: int | float) -> str:
     return f"{n:,}" if n else "not measured"
 
 
-def _model_rows(prefix: str, m: Any, weight_scales: str = "") -> list[tuple[str, str]]:
+def _tflm_arena(manifest: Any, file: str) -> str:
+    """``; TFLM arena N bytes (measured, build)`` for a model measured in TFLite Micro, else ""."""
+    tflm = manifest.budgets.get("tflm") if isinstance(manifest.budgets, dict) else None
+    entry = (tflm.get("models") or {}).get(file) if isinstance(tflm, dict) else None
+    if not isinstance(entry, dict) or not entry.get("arena_bytes"):
+        return ""
+    build = tflm.get("build") or {}
+    return (f"; TFLM arena {_num(int(entry['arena_bytes']))} bytes (measured in {build.get('package', 'tflite-micro')} "
+            f"{build.get('version', '?')})")
+
+
+def _model_rows(prefix: str, m: Any, weight_scales: str = "", arena: str = "") -> list[tuple[str, str]]:
     ops = list(m.operators)
     counted = ", ".join(f"{op} x{ops.count(op)}" if ops.count(op) > 1 else op for op in dict.fromkeys(ops))
     q = lambda t: f"{list(t.shape)} {t.dtype}" + (f" (scale {t.scale:.6g}, zero point {t.zero_point})"  # noqa: E731
@@ -300,8 +311,8 @@ def _model_rows(prefix: str, m: Any, weight_scales: str = "") -> list[tuple[str,
         *([(f"{prefix}state", f"{len(m.extra_inputs)} state tensors, "
             f"{sum(int(np.prod(t.shape)) for t in m.extra_inputs):,} values")] if m.extra_inputs else []),
         (f"{prefix}operators", f"{len(ops)}: {counted}" if ops else "not recorded"),
-        (f"{prefix}activation", f"{_num(m.peak_activation_bytes)} bytes peak" if m.peak_activation_bytes
-         else "not measured"),
+        (f"{prefix}activation", (f"{_num(m.peak_activation_bytes)} bytes peak" if m.peak_activation_bytes
+                                 else "not measured") + arena),
         (f"{prefix}weights", f"{_num(m.weight_bytes)} bytes" if m.weight_bytes else "not measured"),
         (f"{prefix}MACs", f"{_num(m.macs_per_inference)} per inference" if m.macs_per_inference
          else "not measured"),
@@ -367,9 +378,9 @@ def _info_rows(b: Bundle) -> list[tuple[str, str]]:
     ]
     conversion = m.provenance.get("conversion") if isinstance(m.provenance, dict) else None
     scales = str(conversion.get("weight_scales") or "") if isinstance(conversion, dict) else ""
-    rows += _model_rows("model ", m.model, scales)
+    rows += _model_rows("model ", m.model, scales, _tflm_arena(m, m.model.file))
     if m.streaming_model is not None:
-        rows += _model_rows("streaming ", m.streaming_model, scales)
+        rows += _model_rows("streaming ", m.streaming_model, scales, _tflm_arena(m, m.streaming_model.file))
     thresholds = ", ".join(f"{k} {d.threshold(k):g}" for k in m.keywords)
     rows.append(("detector", f"threshold {thresholds}; smoothing {d.smoothing_window_ms:g} ms; "
                              f"min count {d.min_count}; suppression {d.suppression_ms:g} ms; "
