@@ -2,7 +2,8 @@
 
 Modules: :mod:`.quantize` (Keras -> TFLite, TensorFlow imported lazily),
 :mod:`.analysis` (costs read from the flatbuffer; no TensorFlow),
-:mod:`.convert` (:func:`convert_run`, the whole pipeline), :mod:`.cli`.
+:mod:`.convert` (:func:`convert_run`, the whole pipeline), :mod:`.tflm` (arena and parity
+measured in the real TFLite Micro interpreter, optional ``tflite-micro`` package), :mod:`.cli`.
 Importing this package does not import TensorFlow.
 """
 

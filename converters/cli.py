@@ -7,8 +7,13 @@ unknown device, bad option).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -65,22 +70,33 @@ def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, repr
 
         check_streamable_run(run_dir)
     try:
-        report = convert_run(
-            run_dir, device=device, out_dir=out_dir, quantize=quantize, representative_n=representative_n,
-            max_accuracy_drop_points=max_drop, allow_over_budget=allow_over_budget, overwrite=overwrite,
-            measure=measure, stride_hops=stride_hops, strip_names=strip_names,
-            per_channel=not per_tensor,
-        )
+        with _staging(out_dir, overwrite, staged=streaming) as window_dir:
+            report = convert_run(
+                run_dir, device=device, out_dir=window_dir, quantize=quantize, representative_n=representative_n,
+                max_accuracy_drop_points=max_drop, allow_over_budget=allow_over_budget,
+                overwrite=overwrite or streaming, measure=measure, stride_hops=stride_hops,
+                strip_names=strip_names, per_channel=not per_tensor,
+            )
+            if streaming:  # issue 8: the stateful twin of the window model, written with the window bundle
+                from .streaming import StreamingConversionConfig, add_streaming_to_bundle
+
+                stream = add_streaming_to_bundle(
+                    run_dir, window_dir, out_dir=out_dir, overwrite=overwrite, device=device,
+                    allow_over_budget=allow_over_budget,
+                    config=StreamingConversionConfig(quantize=quantize, per_channel=not per_tensor,
+                                                     strip_names=strip_names))
+                from kws_edge.budgets import BudgetReport
+                from kws_edge.bundle import load_bundle
+
+                written = load_bundle(out_dir).manifest
+                report = dataclasses.replace(report, bundle_dir=Path(out_dir), manifest=written,
+                                             budgets=BudgetReport.from_dict(written.budgets),
+                                             tflm=report.tflm + ((stream.tflm,) if stream.tflm else ()))
     except BudgetExceeded as exc:
         report_table = getattr(exc, "report", None)
         if report_table is not None:
             click.echo(report_table.table(), err=True)
         raise
-    if streaming:  # issue 8: the stateful twin of the window model, added to the bundle just written
-        from .streaming import StreamingConversionConfig, add_streaming_to_bundle
-
-        add_streaming_to_bundle(run_dir, report.bundle_dir, config=StreamingConversionConfig(
-            quantize=quantize, per_channel=not per_tensor, strip_names=strip_names))
     if as_json:
         import json
 
@@ -89,11 +105,28 @@ def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, repr
             "model": {k: v for k, v in report.analysis.to_dict().items()},
             "metrics": report.manifest.metrics,
             "budgets": report.budgets.to_dict(),
+            "tflm": {check.file: {**check.to_dict(), "build": check.build.to_dict(), "seconds": round(check.seconds, 3)}
+                     for check in report.tflm},
         }, indent=2))
     else:
         if not report.budgets.within_budget:
             click.echo(report.budgets.table(), err=True)
         click.echo(report.summary())
+
+
+@contextlib.contextmanager
+def _staging(out_dir: str, overwrite: bool, *, staged: bool) -> Iterator[str]:
+    """Where the window bundle is written: ``out_dir``, or a temporary directory when a streaming model
+    is still to be added (so a refused streaming model leaves nothing at ``out_dir``)."""
+    if not staged:
+        yield out_dir
+        return
+    from kws_edge.errors import KwsError
+
+    if Path(out_dir).expanduser().exists() and not overwrite:
+        raise KwsError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    with tempfile.TemporaryDirectory(prefix="kws-convert-") as tmp:
+        yield str(Path(tmp) / "bundle")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,9 @@ from kws_edge.bundle import MODEL_NAME, Manifest, ModelFile, save_bundle
 from kws_edge.config import from_dict
 from kws_edge.errors import BudgetExceeded, ConfigError, ConversionError, KwsError, RunError
 from kws_edge.features import MfccConfig, Normalization
+from kws_edge.portable import portable_path
 from kws_edge.smoothing import DetectorConfig
+from kws_edge.training.tf_import import import_keras
 
 from .analysis import ModelAnalysis, analyze_model
 from .quantize import QUANTIZE_MODES, batch1_clone, captured_output, convert_keras, import_tensorflow
@@ -73,8 +75,14 @@ class ConversionReport:
     argmax_agreement: float
     accuracy_drop_points: float
     n_representative: int
+    #: models measured in TFLite Micro (profiles whose runtime is tflite-micro); see .tflm
+    tflm: tuple[Any, ...] = ()
 
     def summary(self) -> str:
+        """The result in one line, then one line per model measured in TFLite Micro."""
+        return "\n".join([self._summary_line()] + [check.summary() for check in self.tflm])
+
+    def _summary_line(self) -> str:
         m = self.manifest.model
         return (
             f"wrote {self.bundle_dir}: {m.quantization} {m.size_bytes:,} B, "
@@ -311,7 +319,7 @@ def convert_run(
     rep_idx = np.sort(rng.choice(len(rep_x), size=n_rep, replace=False))
 
     tf = import_tensorflow()
-    import keras
+    keras = import_keras("conversion")
 
     try:
         with captured_output():
@@ -356,6 +364,14 @@ def convert_run(
             validation_agreement = float(np.mean(val_float == _engine_predict(model_bytes, val_norm).argmax(axis=1)))
 
     analysis = analyze_model(model_bytes)
+    tflm_check = None
+    if profile.runtime == "tflite-micro":  # the arena and parity in the real TFLite Micro interpreter
+        from .tflm import check_window_model, require_parity
+
+        calibration = run.normalization.apply(rep_x[rep_idx]) if n_rep else x_norm
+        tflm_check = check_window_model(model_bytes, calibration, file=MODEL_NAME,
+                                        inputs="calibration clips" if n_rep else "test clips")
+        require_parity(tflm_check)
     detector = DetectorConfig(thresholds={k: DetectorConfig().default_threshold for k in run.keywords},
                               stride_hops=stride_hops)
     inferences_per_second = run.features.hops_per_second / detector.stride_hops
@@ -378,7 +394,7 @@ def convert_run(
     from kws_edge import __version__
 
     provenance = {
-        "run_dir": str(run.path.resolve()),
+        "run_dir": run.path.resolve().name,  # the run's name; where it lay on this machine means nothing elsewhere
         "run": run_json,
         "config": run.config,
         "seed": run.seed,
@@ -441,12 +457,19 @@ def convert_run(
         hops_per_second=run.features.hops_per_second,
         quantization=quantize,
         unsupported_operators=analysis.tflm_unsupported,
+        tflm_arena_bytes=tflm_check.arena.arena_bytes if tflm_check else None,
+        tflm_build=tflm_check.build.describe() if tflm_check else "",
     )
     budgets_json = budgets.to_dict()
     budgets_json["allowed_over_budget"] = bool(allow_over_budget and not budgets.within_budget)
     budgets_json["profile"] = {"name": profile.name, "description": profile.description,
-                               "path": profile.path, "runtime": profile.runtime}
+                               "path": portable_path(profile.path) if profile.path else profile.path,
+                               "runtime": profile.runtime}
     budgets_json["analysis"] = analysis.to_dict()
+    if tflm_check is not None:
+        from .tflm import tflm_manifest_entry
+
+        budgets_json["tflm"] = tflm_manifest_entry(None, tflm_check)
     if measured is not None and not on_target:
         budgets_json["measured_here"] = measured
     if not budgets.within_budget and not allow_over_budget:
@@ -456,13 +479,14 @@ def convert_run(
     return ConversionReport(
         bundle_dir=out, manifest=written, analysis=analysis, budgets=budgets, float_metrics=float_metrics,
         converted_metrics=conv_metrics, argmax_agreement=agreement, accuracy_drop_points=drop,
-        n_representative=int(n_rep),
+        n_representative=int(n_rep), tflm=(tflm_check,) if tflm_check else (),
     )
 
 
 def _budget_error(report: BudgetReport) -> BudgetExceeded:
+    """A one-line refusal naming each failing budget's figure and limit; the report rides along for the table."""
     hint = ""
-    if any(r.basis.startswith("measured") for r in report.failures):
+    if any(r.method == "host" for r in report.failures):
         hint = ("; measured figures suffer when other processes load this machine: re-run when it is idle, "
                 "or --no-measure to check the profile's estimates")
     exc = BudgetExceeded(

@@ -27,16 +27,15 @@ tail) when conversion fails. TensorFlow is imported inside the functions.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any, Literal, Optional
 
 import numpy as np
 
-from kws_edge.errors import BackendUnavailableError, ConfigError, ConversionError
+from kws_edge.errors import ConfigError, ConversionError
 from kws_edge.features import Normalization
+from kws_edge.training import tf_import as _tf_import
+from kws_edge.training.tf_import import captured_output, import_keras
 
 __all__ = ["convert_keras", "batch1_clone", "import_tensorflow", "captured_output", "QUANTIZE_MODES",
            "strip_tensor_names", "configure_int8"]
@@ -45,49 +44,13 @@ QUANTIZE_MODES = ("int8", "float32")
 
 
 def import_tensorflow() -> Any:
-    """Import TensorFlow quietly, or explain how to install it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        with captured_output():  # oneDNN / absl / CPU-feature banners on stderr
-            import tensorflow as tf
-    except ImportError:
-        raise BackendUnavailableError(
-            "conversion needs TensorFlow; pip install 'kws-edge[train]'"
-        ) from None
-    return tf
-
-
-@contextlib.contextmanager
-def captured_output() -> Iterator[list[str]]:
-    """Send fd 1 and 2 (Python and C++ writes) to a temporary file; yields a list filled with its text."""
-    import sys
-
-    import io
-
-    out: list[str] = []
-    py_text = io.StringIO()  # Python-level writes (sys.stdout may not be fd 1, e.g. under pytest)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(tmp.fileno(), 1)
-            os.dup2(tmp.fileno(), 2)
-            with contextlib.redirect_stdout(py_text), contextlib.redirect_stderr(py_text):
-                yield out
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            tmp.seek(0)
-            out.append(py_text.getvalue() + tmp.read().decode("utf-8", "replace"))
+    """Import TensorFlow quietly (kws_edge.training.tf_import), or explain how to install it."""
+    return _tf_import.import_tensorflow("conversion")
 
 
 def batch1_clone(model: Any) -> Any:
     """The same graph with a fixed batch size of 1 and the trained weights copied across."""
-    import keras
+    keras = import_keras("conversion")
 
     if len(model.inputs) != 1:
         raise ConversionError(f"the model has {len(model.inputs)} inputs; kws-convert handles one")
@@ -123,7 +86,7 @@ def configure_int8(converter: Any, representative: Any, *, per_channel: bool = T
     tensor one scale (``_experimental_disable_per_channel``: the converter's own switch, private in
     TF 2.21; tests/test_quantize_per_tensor.py fails if it stops taking effect).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative

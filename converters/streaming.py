@@ -36,6 +36,7 @@ from kws_edge.bundle import MANIFEST_NAME, ModelFile, TensorSpec, load_bundle, s
 from kws_edge.engine import Engine
 from kws_edge.errors import ConversionError
 from kws_edge.features import Normalization
+from kws_edge.training.tf_import import import_keras, import_tensorflow
 
 __all__ = [
     "STREAMING_MODEL_NAME",
@@ -99,6 +100,12 @@ class StreamingConversion:
     state_size: int
     block_frames: int
     context_frames: int
+    #: the streaming model measured in TFLite Micro (a .tflm.TflmCheck), for tflite-micro profiles
+    tflm: Any = None
+
+
+#: calibration clips concatenated into the long stream the TFLM parity check runs closed-loop
+TFLM_PARITY_CLIPS = 60
 
 
 def config_from_model(model: Any, *, block_frames: int = 5) -> Any:
@@ -174,7 +181,7 @@ def _quiet_convert(converter: Any) -> bytes:
 
 
 def _float_tflite(stream_model: Any) -> bytes:
-    import tensorflow as tf
+    tf = import_tensorflow("conversion")
 
     converter = tf.lite.TFLiteConverter.from_keras_model(stream_model)
     return _quiet_convert(converter)
@@ -226,7 +233,7 @@ def convert_streaming(window_model: Any, representative_features: np.ndarray,
         Training clips in the same feature path as the runtime (already normalised).
     config : StreamingConversionConfig
     """
-    import tensorflow as tf
+    tf = import_tensorflow("conversion")
 
     from kws_edge.training.streaming_model import layout, to_streaming
 
@@ -296,10 +303,11 @@ def _analysis(model_bytes: bytes) -> dict[str, Any]:
 
 def attach_streaming_model(bundle_dir: str | Path, model_bytes: bytes, *, out_dir: str | Path | None = None,
                            quantization: str = "int8", metrics: dict[str, Any] | None = None,
-                           overwrite: bool = False) -> Path:
+                           overwrite: bool = False, budgets: dict[str, Any] | None = None) -> Path:
     """Write a bundle that carries ``model_bytes`` as its streaming model (atomically).
 
-    ``out_dir`` defaults to ``bundle_dir`` itself (replaced in place).
+    ``out_dir`` defaults to ``bundle_dir`` itself (replaced in place); ``budgets``
+    replaces the manifest's budgets when given.
     """
     bundle = load_bundle(bundle_dir)
     spec = streaming_model_file(model_bytes, quantization=quantization, analysis=_analysis(model_bytes))
@@ -314,7 +322,8 @@ def attach_streaming_model(bundle_dir: str | Path, model_bytes: bytes, *, out_di
     manifest_metrics = dict(bundle.manifest.metrics)
     if metrics:
         manifest_metrics["streaming"] = {**manifest_metrics.get("streaming", {}), **metrics}
-    manifest = dataclasses.replace(bundle.manifest, streaming_model=spec, metrics=manifest_metrics)
+    manifest = dataclasses.replace(bundle.manifest, streaming_model=spec, metrics=manifest_metrics,
+                                   budgets=bundle.manifest.budgets if budgets is None else budgets)
     target = Path(out_dir) if out_dir is not None else Path(bundle_dir)
     in_place = target.resolve() == Path(bundle_dir).resolve()
     extra = {}
@@ -342,13 +351,17 @@ def check_streamable_run(run_dir: str | Path) -> None:
 
 def add_streaming_to_bundle(run_dir: str | Path, bundle_dir: str | Path, *,
                             config: StreamingConversionConfig = StreamingConversionConfig(),
-                            out_dir: str | Path | None = None, overwrite: bool = False) -> StreamingConversion:
+                            out_dir: str | Path | None = None, overwrite: bool = False, device: Any = None,
+                            allow_over_budget: bool = False) -> StreamingConversion:
     """``kws-convert --streaming``: convert a run's ``tcn`` model to streaming form and add it to a bundle.
 
     Reads ``model.keras``, ``normalization.json`` and ``arrays/representative.npz`` from the run directory
-    (see docs/ARCHITECTURE.md).
+    (see docs/ARCHITECTURE.md). When ``device`` is a profile whose runtime is TFLite Micro, the streaming
+    model is measured in TFLM (arena, closed-loop parity over a long stream of calibration clips) and its
+    arena budget is added to the manifest; an arena over the budget raises ``BudgetExceeded`` before
+    anything is written, unless ``allow_over_budget``.
     """
-    import keras
+    keras = import_keras("conversion")
 
     run = Path(run_dir)
     for name in ("model.keras", "normalization.json", "arrays/representative.npz"):
@@ -360,9 +373,39 @@ def add_streaming_to_bundle(run_dir: str | Path, bundle_dir: str | Path, *,
     with np.load(run / "arrays/representative.npz") as data:
         x = data["x"]
     conversion = convert_streaming(model, norm.apply(x), config)
+    budgets = None
+    profile = None
+    if device is not None:
+        from kws_edge.devices import load_profile
+
+        profile = load_profile(device)
+    if profile is not None and profile.runtime == "tflite-micro":
+        budgets, check = _tflm_budgets(bundle_dir, profile, conversion.model_bytes, norm.apply(x), config.seed,
+                                       allow_over_budget=allow_over_budget)
+        conversion = dataclasses.replace(conversion, tflm=check)
     attach_streaming_model(bundle_dir, conversion.model_bytes, out_dir=out_dir, quantization=conversion.quantize,
-                           overwrite=overwrite,
+                           overwrite=overwrite, budgets=budgets,
                            metrics={"block_frames": conversion.block_frames,
                                     "n_calibration_pairs": conversion.n_calibration,
                                     "state_size": conversion.state_size})
     return conversion
+
+
+def _tflm_budgets(bundle_dir: str | Path, profile: Any, model_bytes: bytes, features: np.ndarray, seed: int, *,
+                  allow_over_budget: bool) -> tuple[dict[str, Any], Any]:
+    """The bundle's budgets with the streaming model's TFLM arena added; refuses an arena over budget."""
+    from kws_edge.budgets import BudgetReport
+
+    from .convert import _budget_error
+    from .tflm import add_arena_budget, check_streaming_model, require_parity
+
+    streams = pseudo_streams(features, n_streams=1, clips_per_stream=TFLM_PARITY_CLIPS, seed=seed)
+    check = check_streaming_model(model_bytes, streams, file=STREAMING_MODEL_NAME,
+                                  inputs="long stream of calibration clips")
+    require_parity(check)
+    budgets = add_arena_budget(load_bundle(bundle_dir).manifest.budgets, profile, check, streaming=True)
+    report = BudgetReport.from_dict(budgets)
+    budgets["allowed_over_budget"] = bool(allow_over_budget and not report.within_budget)
+    if not report.within_budget and not allow_over_budget:
+        raise _budget_error(report)
+    return budgets, check

@@ -15,6 +15,7 @@ No TensorFlow here: ``kws bench`` uses this on the device.
 
 from __future__ import annotations
 
+import math
 import platform
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -28,6 +29,7 @@ __all__ = [
     "Budgets",
     "Estimates",
     "DetectionRule",
+    "TflmArena",
     "DeviceProfile",
     "load_profile",
     "list_profiles",
@@ -79,6 +81,31 @@ class Estimates:
 
 
 @dataclass(frozen=True)
+class TflmArena:
+    """The tensor arena a TFLite Micro firmware reserves, and the margin kept over the measured arena.
+
+    ``kws-convert`` measures the smallest arena each model needs in the TFLM
+    interpreter (an x86-64 build with reference kernels) and checks
+    ``measured x (1 + margin_fraction)`` against ``tensor_arena_bytes``.
+    """
+
+    #: bytes of the firmware's ``tensor_arena`` array
+    tensor_arena_bytes: int
+    #: headroom over the measured arena for target differences (CMSIS-NN scratch, 32-bit layout)
+    margin_fraction: float
+
+    def __post_init__(self) -> None:
+        if self.tensor_arena_bytes <= 0:
+            raise ConfigError(f"tflm.tensor_arena_bytes={self.tensor_arena_bytes} must be > 0")
+        if not 0 <= self.margin_fraction < 10:
+            raise ConfigError(f"tflm.margin_fraction={self.margin_fraction} must be in [0, 10)")
+
+    def needed_bytes(self, measured_arena_bytes: int) -> int:
+        """The arena a measured model needs on the target: the measurement plus the margin."""
+        return int(math.ceil(measured_arena_bytes * (1.0 + self.margin_fraction)))
+
+
+@dataclass(frozen=True)
 class DetectionRule:
     """How :func:`detect_local_profile` recognises the board."""
 
@@ -103,6 +130,8 @@ class DeviceProfile:
     estimates: Estimates
     #: interpreter class on the target: LiteRT on Linux boards, TFLite Micro on microcontrollers
     runtime: Literal["litert", "tflite-micro"] = "litert"
+    #: the firmware's tensor arena (TFLite Micro profiles only; optional)
+    tflm: Optional[TflmArena] = None
     aliases: tuple[str, ...] = ()
     detection: DetectionRule = field(default_factory=DetectionRule)
     #: where each number comes from, keyed by field path ("ram_bytes", "budgets.cpu_share", ...)
@@ -115,7 +144,10 @@ class DeviceProfile:
             raise ConfigError(f"profile name {self.name!r} must be lower-case letters, digits and dashes")
         if self.cores < 1 or self.clock_mhz <= 0 or self.ram_bytes <= 0 or self.flash_bytes < 0:
             raise ConfigError(f"profile {self.name}: cores, clock_mhz and ram_bytes must be > 0, flash_bytes >= 0")
-        missing = [key for key in self.numbers() if key not in self.sources]
+        if self.tflm is not None and self.runtime != "tflite-micro":
+            raise ConfigError(f"profile {self.name}: a [tflm] table needs runtime = \"tflite-micro\"")
+        tflm_keys = tuple(f"tflm.{f.name}" for f in fields(TflmArena)) if self.tflm is not None else ()
+        missing = [key for key in self.numbers() + tflm_keys if key not in self.sources]
         if missing:
             raise ConfigError(
                 f"profile {self.name}: no source for {', '.join(missing)}; add a line to its [sources] table "

@@ -10,6 +10,8 @@ bash examples/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
 start=$(date +%s)
 .venv/bin/kws pipeline --data synthetic --out "$out"
-echo "== detections in $out/sample.wav (what was said: $(cat "$out/sample.json" 2>/dev/null | tr -d '\n' | cut -c1-200))"
+said="$(.venv/bin/python -c 'import json, sys; words = json.load(open(sys.argv[1]))["words"]; print(", ".join("%s at %.2f s" % (w["word"], w["start_s"]) for w in words))' "$out/sample.json")"
+echo "== what was said in $out/sample.wav: $said"
+echo "== what kws detect hears in it:"
 .venv/bin/kws detect "$out/sample.wav" --bundle "$out/bundle"
 echo "== main job finished in $(( $(date +%s) - start )) s; report: $out/report/report.html"

@@ -1,7 +1,8 @@
 """kws-edge: on-device keyword spotting (runtime).
 
-The runtime needs numpy, scipy, python_speech_features and one TFLite
-interpreter; it never imports TensorFlow. Training (``kws_edge.training``)
+The runtime needs numpy and one TFLite interpreter (and click for the CLI);
+it never imports TensorFlow. Reading WAV files needs scipy (the ``wav``
+extra). Training (``kws_edge.training``)
 and conversion (``kws_edge.converters``) come with the ``train`` extra.
 """
 

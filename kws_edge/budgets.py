@@ -6,7 +6,9 @@ inferences per second against the profile's compute budget). Per-hop latency
 p99 and CPU share are *measured* when the command runs on the target itself
 (``measured_on_target=True`` with a ``measured`` dict, as ``kws bench`` does);
 otherwise they are *estimated* from the profile's throughput figures and the
-result says so, and how. No TensorFlow here.
+result says so, and how. For TFLite Micro profiles the tensor arena each model
+needs is *measured in TFLM* by the converter (:func:`arena_result`). Every
+result's ``method`` says which of these it is (:data:`METHODS`). No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ from typing import Any, Mapping, Optional, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["BudgetResult", "BudgetReport", "check_budgets", "format_value", "MEASURABLE"]
+__all__ = ["BudgetResult", "BudgetReport", "check_budgets", "arena_result", "format_value", "MEASURABLE", "METHODS"]
 
 #: budgets that ``measured`` may hold, with their units
 MEASURABLE = {"cpu_share": "share", "hop_latency_p99_ms": "ms"}
+#: how a budget's value was obtained (``BudgetResult.method``) and the words the table uses for it
+METHODS = {
+    "static": "static",
+    "tflm": "measured in TFLM",
+    "host": "measured on this host",
+    "estimated": "estimated",
+}
 #: p99 / mean ratio assumed when latency is estimated from throughput
 P99_OVER_MEAN = 2.0
 
@@ -30,6 +39,8 @@ _LABELS = {
     "cpu_share": "CPU share of one core",
     "hop_latency_p99_ms": "per-hop latency p99",
     "operators": "ops outside TFLite Micro",
+    "tensor_arena_bytes": "TFLM tensor arena",
+    "streaming_tensor_arena_bytes": "TFLM tensor arena, streaming model",
 }
 
 
@@ -44,6 +55,21 @@ class BudgetResult:
     passed: bool
     #: "static" (read from the model), "measured" (on the target), or "estimated (how)"
     basis: str
+    #: one of :data:`METHODS`; default: inferred from ``basis`` ("measured ..." -> "host")
+    method: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.method:
+            inferred = ("host" if self.basis.startswith("measured") else
+                        "estimated" if self.basis.startswith("estimated") else "static")
+            object.__setattr__(self, "method", inferred)
+        if self.method not in METHODS:
+            raise ConfigError(f"budget {self.name}: method {self.method!r} must be one of {', '.join(METHODS)}")
+
+    @property
+    def how(self) -> str:
+        """Words for :attr:`method`: static, measured in TFLM, measured on this host, or estimated."""
+        return METHODS[self.method]
 
     @property
     def margin(self) -> float:
@@ -56,6 +82,12 @@ class BudgetResult:
     def label(self) -> str:
         return _LABELS.get(self.name, self.name)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BudgetResult":
+        """The inverse of :meth:`to_dict` (a bundle manifest's ``budgets.results`` entry)."""
+        return cls(str(data["name"]), float(data["value"]), float(data["limit"]), str(data["unit"]),
+                   bool(data["passed"]), str(data.get("basis", "")), str(data.get("method", "")))
+
     def to_dict(self) -> dict[str, Any]:
         margin = self.margin
         return {
@@ -65,6 +97,7 @@ class BudgetResult:
             "unit": self.unit,
             "margin": round(margin, 4) if margin != -float("inf") else None,
             "passed": self.passed,
+            "method": self.method,
             "basis": self.basis,
         }
 
@@ -95,6 +128,13 @@ class BudgetReport:
                 return r
         raise KeyError(name)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BudgetReport":
+        """The inverse of :meth:`to_dict` (extra keys of a manifest's ``budgets`` are ignored)."""
+        return cls(device=str(data.get("device", "")),
+                   results=tuple(BudgetResult.from_dict(r) for r in data.get("results") or ()),
+                   measured_on_target=bool(data.get("measured_on_target", False)))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form stored in a bundle manifest's ``budgets``."""
         return {
@@ -108,12 +148,13 @@ class BudgetReport:
         """One line: the verdict and the failing budgets."""
         if self.within_budget:
             return f"within the budgets of {self.device}"
-        parts = [f"{r.label} {format_value(r.value, r.unit)} > {format_value(r.limit, r.unit)}" for r in self.failures]
+        parts = [f"{r.label} {r.value:,.0f} B > {r.limit:,.0f} B ({r.basis})" if r.method == "tflm" else
+                 f"{r.label} {format_value(r.value, r.unit)} > {format_value(r.limit, r.unit)}" for r in self.failures]
         return f"over the budgets of {self.device}: " + "; ".join(parts)
 
     def table(self) -> str:
-        """A plain-text table: budget, value, limit, margin, result, basis."""
-        head = ("budget", "value", "limit", "margin", "result", "basis")
+        """A plain-text table: budget, value, limit, margin, result, how it was obtained, basis."""
+        head = ("budget", "value", "limit", "margin", "result", "how", "basis")
         rows = [head]
         for r in self.results:
             margin = r.margin
@@ -123,12 +164,14 @@ class BudgetReport:
                 format_value(r.limit, r.unit),
                 "-inf" if margin == -float("inf") else f"{margin * 100:+.0f}%",
                 "ok" if r.passed else "OVER",
+                r.how,
                 r.basis,
             ))
         widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
         lines = [f"device {self.device}: " + ("within budget" if self.within_budget else "OVER BUDGET")]
         for row in rows:
-            cells = [row[i].ljust(widths[i]) if i == 0 else row[i].rjust(widths[i]) for i in range(len(widths))]
+            cells = [row[i].ljust(widths[i]) if i in (0, len(widths) - 1) else row[i].rjust(widths[i])
+                     for i in range(len(widths))]
             lines.append("  ".join(cells) + "  " + row[-1])
         return "\n".join(lines)
 
@@ -152,6 +195,25 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:g} {unit}".strip()
 
 
+def arena_result(profile: Any, arena_bytes: int, *, build: str, streaming: bool = False) -> BudgetResult:
+    """The tensor-arena budget of a model measured in TFLM: the measured arena plus the profile's margin.
+
+    The limit is the arena the firmware reserves (the profile's ``[tflm]``
+    table) or, for a TFLite Micro profile without one, ``budgets.activation_bytes``
+    with no margin. ``build`` names the TFLM build that measured it.
+    """
+    tflm = getattr(profile, "tflm", None)
+    if tflm is not None:
+        needed, limit = tflm.needed_bytes(arena_bytes), tflm.tensor_arena_bytes
+        margin = f"+ {100 * tflm.margin_fraction:g}% margin for CMSIS-NN scratch and the 32-bit layout"
+    else:
+        needed, limit = int(arena_bytes), profile.budgets.activation_bytes
+        margin = "no margin (the profile has no [tflm] table)"
+    name = "streaming_tensor_arena_bytes" if streaming else "tensor_arena_bytes"
+    return BudgetResult(name, needed, limit, "B", needed <= limit,
+                        f"measured in {build}: smallest working arena {arena_bytes:,} B {margin}", "tflm")
+
+
 def check_budgets(
     profile: Any,
     *,
@@ -165,6 +227,8 @@ def check_budgets(
     quantization: str = "int8",
     unsupported_operators: Optional[Sequence[str]] = None,
     measured_how: str = "",
+    tflm_arena_bytes: Optional[int] = None,
+    tflm_build: str = "",
 ) -> BudgetReport:
     """Check one model against every budget of ``profile`` (a :class:`kws_edge.devices.DeviceProfile`).
 
@@ -180,6 +244,8 @@ def check_budgets(
     unsupported_operators : operators outside the TFLite Micro builtin set; checked (limit 0)
         only for profiles whose runtime is "tflite-micro"
     measured_how : how the measured values were taken, shown as "measured (how)"
+    tflm_arena_bytes, tflm_build : the model's smallest working arena measured in TFLM and the build that
+        measured it; adds the "tensor_arena_bytes" budget (see :func:`arena_result`)
     """
     if inferences_per_second <= 0 or hops_per_second <= 0:
         raise ConfigError("inferences_per_second and hops_per_second must be > 0")
@@ -228,4 +294,6 @@ def check_budgets(
             "operators", len(bad), 0, "ops", not bad,
             "static (" + (", ".join(bad) if bad else "all builtin in TFLite Micro") + ")",
         ))
+    if tflm_arena_bytes is not None:
+        results.append(arena_result(profile, tflm_arena_bytes, build=tflm_build or "TFLite Micro"))
     return BudgetReport(device=profile.name, results=tuple(results), measured_on_target=bool(measured_on_target))

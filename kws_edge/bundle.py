@@ -22,6 +22,7 @@ from .atomic import atomic_directory
 from .config import from_dict, short_repr, to_dict
 from .errors import BundleError, ConfigError
 from .features import MfccConfig, Normalization
+from .portable import portable_json
 from .smoothing import DetectorConfig
 
 __all__ = [
@@ -295,7 +296,10 @@ def save_bundle(
             raise BundleError("streaming model bytes given but the manifest has no streaming_model entry")
         streaming = dataclasses.replace(streaming, sha256=sha256_bytes(streaming_model_bytes),
                                         size_bytes=len(streaming_model_bytes))
-    manifest = dataclasses.replace(manifest, model=model, streaming_model=streaming, format_version=FORMAT_VERSION,
+    # provenance and budgets never carry the build machine's absolute paths (kws_edge.portable)
+    manifest = dataclasses.replace(manifest, model=model, streaming_model=streaming,
+                                   provenance=portable_json(manifest.provenance),
+                                   budgets=portable_json(manifest.budgets), format_version=FORMAT_VERSION,
                                    bundle_sha256="")
     manifest.check()
     from .digest import bundle_digest

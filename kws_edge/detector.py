@@ -151,10 +151,10 @@ class KeywordDetector:
 
     def process(self, chunk: np.ndarray) -> list[Detection]:
         """Feed audio (int16 or float32 in [-1, 1], any length); return new detections."""
+        if self.streaming is not None:  # the streaming model's branch (kws_edge/streaming.py); it validates
+            return self.streaming.detect(self, chunk)
         audio = validate_audio(chunk, name="audio chunk")
         self.n_samples += audio.size
-        if self.streaming is not None:  # the streaming model's branch (kws_edge/streaming.py)
-            return self.streaming.detect(self, audio)
         frames = self._mfcc.process(audio)
         tel = self.telemetry
         if not len(frames):

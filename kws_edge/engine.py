@@ -128,6 +128,28 @@ _NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
 
 
 @contextlib.contextmanager
+def captured_native_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes straight to file descriptor 2; the text is in the list on exit."""
+    out: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield out
+        return
+    with tempfile.TemporaryFile() as capture:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            out.append(capture.read().decode("utf-8", "replace"))
+
+
+@contextlib.contextmanager
 def _quiet_native_log() -> Iterator[None]:
     """Drop the interpreter's INFO banner from file descriptor 2, keep everything else.
 
@@ -135,26 +157,16 @@ def _quiet_native_log() -> Iterator[None]:
     switch), which would break the CLI's one-line error contract. Output is
     captured while the interpreter is created and re-emitted minus the banner.
     """
+    log: list[str] = []
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        if sys.stderr is not None:
-            sys.stderr.flush()
-        os.dup2(capture.fileno(), 2)
-        try:
+        with captured_native_stderr() as log:
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", "replace")
-            kept = [line for line in text.splitlines(keepends=True) if line.strip() not in _NATIVE_NOISE]
-            if kept and sys.stderr is not None:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+    finally:
+        text = "".join(log)
+        kept = [line for line in text.splitlines(keepends=True) if line.strip() not in _NATIVE_NOISE]
+        if kept and sys.stderr is not None:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
 
 
 def _info(detail: dict[str, Any]) -> TensorInfo:

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.fft
 
 from .audio import INT16_SCALE, MAX_SAMPLE_RATE_HZ, to_float32
 from .errors import AudioFormatError, ConfigError
@@ -43,6 +42,7 @@ __all__ = [
     "mfcc",
     "StreamingMfcc",
     "n_complete_frames",
+    "mel_filterbank",
 ]
 
 MS_PER_S = 1000.0
@@ -55,6 +55,7 @@ MAX_CLIP_MS = 60_000.0
 MAX_FFT_SIZE_SAMPLES = 65536
 MAX_MEL_FILTERS = 512
 _INT16_TO_FLOAT64 = 1.0 / INT16_SCALE
+_INT16, _FLOAT32 = np.dtype(np.int16), np.dtype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -185,31 +186,70 @@ class Normalization:
         return (np.asarray(features, np.float32) - mean) * inv_std
 
 
+def _hz_to_mel(hz):
+    return 2595 * np.log10(1 + hz / 700.)
+
+
+def _mel_to_hz(mel):
+    return 700 * (10 ** (mel / 2595.0) - 1)
+
+
+def mel_filterbank(n_filters: int, fft_size: int, sample_rate_hz: int, low_hz: float, high_hz: float) -> np.ndarray:
+    """Triangular mel filters ``(n_filters, fft_size // 2 + 1)``: python_speech_features'
+    ``get_filterbanks``, the same arithmetic written out (psf imports scipy, which the device does not
+    need; tests/test_runtime_features.py checks the two are equal value for value)."""
+    points = np.linspace(_hz_to_mel(low_hz), _hz_to_mel(high_hz), n_filters + 2)
+    bins = np.floor((fft_size + 1) * _mel_to_hz(points) / sample_rate_hz)
+    fbank = np.zeros([n_filters, fft_size // 2 + 1])
+    for j in range(n_filters):
+        for i in range(int(bins[j]), int(bins[j + 1])):
+            fbank[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
+        for i in range(int(bins[j + 1]), int(bins[j + 2])):
+            fbank[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
+    return fbank
+
+
 class _Plan:
-    """Precomputed window, filterbank, DCT and lifter for one configuration."""
+    """Precomputed window and the two matrices of the MFCC for one configuration.
+
+    psf's steps after the FFT, folded into two matrix products (fewer, larger
+    numpy calls: this runs on every streaming block):
+
+    * ``power_t`` ``(n_bins, n_mel + 1)``: the power spectrum ``re^2 + im^2``
+      to the mel energies, with psf's ``1/NFFT`` folded in, and an extra last
+      column (1/NFFT everywhere): the frame energy;
+    * ``cepstra_t`` ``(n_mel + 1, n_cepstra)``: the log energies to cepstra:
+      DCT-II (orthonormal, scipy.fftpack's ``dct(norm='ortho')`` as a matrix)
+      times the lifter, with column 0 replaced by the log frame energy
+      (``append_energy``) through a 1 in the last row (an exact copy: the
+      other products in that column are zeros).
+    """
 
     def __init__(self, config: MfccConfig) -> None:
-        from python_speech_features.base import get_filterbanks
-
         self.config = config
         n = config.window_samples
         windows = {"hamming": np.hamming, "hann": np.hanning, "rectangular": np.ones}
         self.window = windows[config.window_function](n).astype(np.float64)
-        fbank = get_filterbanks(config.n_mel_filters, config.fft_size_samples, config.sample_rate_hz,
-                                config.low_freq_hz, config.high_freq_hz)
-        self.fbank_t = np.ascontiguousarray(fbank.T)  # (n_fft_bins, n_mel)
-        # DCT-II with norm='ortho' as a matrix: identical to scipy.fftpack.dct(..., norm='ortho').
-        m = config.n_mel_filters
+        fbank = mel_filterbank(config.n_mel_filters, config.fft_size_samples, config.sample_rate_hz,
+                               config.low_freq_hz, config.high_freq_hz)
+        m, n_bins = fbank.shape
+        self.power_t = np.ascontiguousarray(np.vstack([fbank, np.ones((1, n_bins))]).T / config.fft_size_samples)
         k = np.arange(config.n_cepstra)[:, None]
         j = np.arange(m)[None, :]
         dct = np.cos(np.pi * k * (2 * j + 1) / (2 * m)) * np.sqrt(2.0 / m)
         dct[0] *= np.sqrt(0.5)
-        self.dct_t = np.ascontiguousarray(dct.T)  # (n_mel, n_cepstra)
         if config.cepstral_lifter > 0:
             L = config.cepstral_lifter
-            self.lifter = 1 + (L / 2.0) * np.sin(np.pi * np.arange(config.n_cepstra) / L)
+            lifter = 1 + (L / 2.0) * np.sin(np.pi * np.arange(config.n_cepstra) / L)
         else:
-            self.lifter = np.ones(config.n_cepstra)
+            lifter = np.ones(config.n_cepstra)
+        cep = np.zeros((m + 1, config.n_cepstra))
+        cep[:m] = dct.T * lifter
+        if config.append_energy:
+            cep[:, 0] = 0.0
+            cep[m, 0] = 1.0
+        self.cepstra_t = cep
+        self.n_bins = n_bins
         self.log_floor = float(np.log(config.energy_floor))
 
 
@@ -218,40 +258,53 @@ def _plan(config: MfccConfig) -> _Plan:
     return _Plan(config)
 
 
-def _cepstra(frames: np.ndarray, plan: _Plan) -> np.ndarray:
+class _Work:
+    """Reusable buffers for :func:`_cepstra` (one per :class:`StreamingMfcc`; plans are shared)."""
+
+    def __init__(self, plan: _Plan, n_frames: int) -> None:
+        self.n_frames = n_frames
+        self.padded = np.zeros((n_frames, plan.config.fft_size_samples), np.float64)  # tail stays zero
+        self.spec = np.empty((n_frames, plan.n_bins), np.complex128)
+        self.power = np.empty((n_frames, plan.n_bins), np.float64)
+
+
+_RFFT_HAS_OUT = tuple(int(v) for v in np.__version__.split(".")[:1]) >= (2,)
+
+
+def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None) -> np.ndarray:
     """MFCC of pre-emphasised, un-windowed frames [shape=(n, window_samples), float64].
 
     ``frames`` may be any (strided) view. Windowed frames are written straight
     into a zero-padded FFT buffer: the same numbers as ``rfft(frames * window,
-    fft_size)`` (bit for bit), without its padding copy, because this runs on
-    every streaming block.
+    fft_size)`` (bit for bit), without its padding copy. With ``work`` (enough
+    rows) no buffer is allocated but the result.
     """
     cfg = plan.config
-    padded = np.zeros((len(frames), cfg.fft_size_samples), np.float64)
+    n = len(frames)
+    if work is None or work.n_frames < n:
+        work = _Work(plan, n)
+    padded = work.padded[:n]
     np.multiply(frames, plan.window, out=padded[:, :frames.shape[1]])
-    spec = scipy.fft.rfft(padded, overwrite_x=True)  # (n, nfft/2+1)
-    # psf's powspec, 1/NFFT * |rfft|^2, written out: re^2 + im^2 instead of hypot()^2 (same to ~1 ulp)
-    # and in place, because this runs on every streaming hop.
-    power = spec.real ** 2
-    power += spec.imag ** 2
-    power *= 1.0 / cfg.fft_size_samples
-    mel = power @ plan.fbank_t
+    if _RFFT_HAS_OUT:
+        spec = np.fft.rfft(padded, axis=1, out=work.spec[:n])
+    else:  # pragma: no cover - numpy < 2 (Debian bullseye's python3-numpy)
+        spec = np.fft.rfft(padded, axis=1)
+    pairs = spec.view(np.float64)  # (n, 2 * n_bins): re, im, re, im, ...
+    np.multiply(pairs, pairs, out=pairs)
+    power = np.add(pairs[:, 0::2], pairs[:, 1::2], out=work.power[:n])  # re^2 + im^2
+    mel = power @ plan.power_t  # (n, n_mel + 1): mel energies and the frame energy
     np.maximum(mel, cfg.energy_floor, out=mel)
     np.log(mel, out=mel)
-    feat = mel @ plan.dct_t
-    feat *= plan.lifter
-    if cfg.append_energy:
-        feat[:, 0] = np.log(np.maximum(power.sum(axis=1), cfg.energy_floor))
-    return feat.astype(np.float32)
+    return (mel @ plan.cepstra_t).astype(np.float32)
 
 
-def _frame(signal: np.ndarray, n_frames: int, window_samples: int, hop_samples: int) -> np.ndarray:
-    """Read-only view of ``n_frames`` overlapping frames of a contiguous 1-D array (no copy).
+def _frame(signal: np.ndarray, n_frames: int, window_samples: int, hop_samples: int, first: int = 0) -> np.ndarray:
+    """Read-only view of ``n_frames`` overlapping frames of a contiguous 1-D array from sample ``first`` (no copy).
 
     Built with the ndarray constructor: a fraction of ``as_strided``'s Python overhead.
     """
     step = signal.strides[0]
-    view = np.ndarray((n_frames, window_samples), signal.dtype, signal, 0, (hop_samples * step, step))
+    view = np.ndarray((n_frames, window_samples), signal.dtype, signal, first * step, (hop_samples * step, step))
     view.flags.writeable = False
     return view
 
@@ -270,8 +323,6 @@ def mfcc(signal: np.ndarray, config: MfccConfig = MfccConfig()) -> np.ndarray:
     np.ndarray [shape=(n_complete_frames, n_cepstra), dtype=float32]
         One row per complete frame; fewer samples than one window give 0 rows.
     """
-    from python_speech_features.sigproc import preemphasis
-
     x = to_float32(np.asarray(signal)).astype(np.float64)
     if x.ndim != 1:
         raise AudioFormatError(f"signal must be mono (1-D), got shape {x.shape}")
@@ -279,7 +330,7 @@ def mfcc(signal: np.ndarray, config: MfccConfig = MfccConfig()) -> np.ndarray:
     n = n_complete_frames(len(x), config)
     if n == 0:
         return np.zeros((0, config.n_cepstra), np.float32)
-    y = preemphasis(x, config.preemphasis)
+    y = np.append(x[0], x[1:] - config.preemphasis * x[:-1])  # psf's sigproc.preemphasis
     return _cepstra(_frame(np.ascontiguousarray(y), n, config.window_samples, config.hop_samples), plan)
 
 
@@ -289,8 +340,18 @@ class StreamingMfcc:
     ``process(chunk)`` accepts any number of samples (int16 or float in
     [-1, 1]) and returns the new frames, ``(n_new, n_cepstra)`` float32. State
     is the last input sample (for pre-emphasis) and the pre-emphasised tail
-    not yet consumed by a frame: at most one window of samples.
+    not yet consumed by a frame: at most one window of samples, in a
+    preallocated buffer that new samples are pre-emphasised into, after it;
+    frames are read where they lie, and the tail moves back to the front only
+    when the buffer is full (every ``_BUFFER_HOPS`` hops or so; it grows only
+    for a chunk larger than any before). A call that completes no frame costs
+    a few numpy calls and returns at once.
     """
+
+    #: frames one call can compute without growing the work buffers (they grow on demand)
+    _INITIAL_FRAMES = 16
+    #: sample buffer: one window plus this many hops (1.3 s at the defaults) before the tail moves to the front
+    _BUFFER_HOPS = 64
 
     def __init__(self, config: MfccConfig = MfccConfig()) -> None:
         self.config = config
@@ -298,12 +359,14 @@ class StreamingMfcc:
         self._empty = np.zeros((0, config.n_cepstra), np.float32)
         self._window = config.window_samples
         self._hop = config.hop_samples
+        self._buf = np.empty(self._window + self._BUFFER_HOPS * self._hop, np.float64)
+        self._work = _Work(self._plan, self._INITIAL_FRAMES)
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio; the next sample is the start of a new stream."""
         self._last_sample: float | None = None
-        self._tail = np.zeros(0, np.float64)
+        self._start = self._end = 0  # the unconsumed pre-emphasised samples are _buf[_start:_end]
         self.n_samples_seen = 0
         self.n_frames_emitted = 0
 
@@ -311,27 +374,48 @@ class StreamingMfcc:
         chunk = np.asarray(chunk)
         if chunk.ndim > 1 and chunk.size != max(chunk.shape):  # (n, 2) would interleave channels
             raise AudioFormatError(f"audio chunk must be mono (1-D), got shape {chunk.shape}")
-        # float64 straight from int16 (exact: the same values as via float32)
-        x = chunk.reshape(-1) * _INT16_TO_FLOAT64 if chunk.dtype == np.int16 else to_float32(chunk).astype(
-            np.float64).reshape(-1)
-        if x.size == 0:
+        x = chunk.reshape(-1)
+        dtype = x.dtype
+        is_int16 = dtype is _INT16 or dtype == _INT16  # identity first: numpy's canonical dtypes, no conversion
+        if not (is_int16 or dtype is _FLOAT32 or dtype == _FLOAT32):
+            x = to_float32(x)  # other floats are rounded to float32, as mfcc() does
+        n = x.size
+        if n == 0:
             return self._empty
         a = self.config.preemphasis
-        tail = self._tail
-        # pre-emphasis written into the frame buffer after the unconsumed tail: one allocation, no copies
-        buf = np.empty(tail.size + x.size, np.float64)
-        buf[:tail.size] = tail
-        y = buf[tail.size:]
-        np.multiply(x[:-1], -a, out=y[1:])
-        y[1:] += x[1:]
-        y[0] = x[0] if self._last_sample is None else x[0] - a * self._last_sample
-        self._last_sample = float(x[-1])
-        self.n_samples_seen += x.size
-        n = 0 if buf.size < self._window else 1 + (buf.size - self._window) // self._hop
-        if n == 0:
-            self._tail = buf
+        start, t = self._start, self._end
+        end = t + n
+        if end > self._buf.size:  # full: the unconsumed tail (< one window) to the front, growing if needed
+            keep = t - start
+            if keep + n > self._buf.size:
+                grown = np.empty(max(keep + n, 2 * self._buf.size), np.float64)
+                grown[:keep] = self._buf[start:t]
+                self._buf = grown
+            else:
+                self._buf[:keep] = self._buf[start:t]  # (numpy handles the overlap)
+            start, t, end = 0, keep, keep + n
+            self._start = 0
+        buf = self._buf
+        # pre-emphasis in float64 straight into the buffer after the tail: y[i] = x[i] - a * x[i-1].
+        # int16 is filtered in sample units and then scaled by 2**-15: scaling by a power of two is exact,
+        # so these are the same numbers as filtering x / 32768 (and as via float32, which mfcc() does).
+        y = buf[t:end]
+        np.multiply(x[:-1], -a, out=y[1:], dtype=np.float64)
+        np.add(y[1:], x[1:], out=y[1:], dtype=np.float64)
+        first, last = x[[0, -1]].tolist()  # Python int or float: exact
+        if is_int16:
+            y *= _INT16_TO_FLOAT64
+            first, last = first * _INT16_TO_FLOAT64, last * _INT16_TO_FLOAT64
+        y[0] = first if self._last_sample is None else first - a * self._last_sample
+        self._last_sample = last
+        self.n_samples_seen += n
+        self._end = end
+        if end - start < self._window:  # no frame completes: keep the samples, return at once
             return self._empty
-        out = _cepstra(_frame(buf, n, self._window, self._hop), self._plan)
-        self._tail = buf[n * self._hop:].copy()
-        self.n_frames_emitted += n
+        n_frames = 1 + (end - start - self._window) // self._hop
+        if n_frames > self._work.n_frames:
+            self._work = _Work(self._plan, n_frames)
+        out = _cepstra(_frame(buf, n_frames, self._window, self._hop, start), self._plan, self._work)
+        self._start = start + n_frames * self._hop
+        self.n_frames_emitted += n_frames
         return out

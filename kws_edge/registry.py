@@ -204,19 +204,23 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------ add
     def add(self, bundle_path: str | Path, *, stage: Optional[str] = None, note: str = "",
-            source: Optional[str] = None) -> tuple[RegistryEntry, bool]:
+            source: Optional[str] = None, new_stage: Optional[str] = None) -> tuple[RegistryEntry, bool]:
         """Register a bundle; returns ``(entry, created)``. The same content twice gives the same entry.
 
         The bundle is verified with :func:`~kws_edge.bundle.load_bundle` first,
-        so a tampered bundle is refused.
+        so a tampered bundle is refused. ``stage`` puts the version in that stage
+        whether it is new or not (an explicit promotion); ``new_stage`` only a
+        version registered for the first time, so re-adding a bundle never takes
+        a stage away from a newer version unless asked.
         """
         bundle_path = Path(bundle_path)
         try:
             bundle = load_bundle(bundle_path)
         except BundleError as exc:
             raise RegistryError(f"cannot register {bundle_path}: {exc}") from None
-        if stage is not None:
-            _check_stage(stage)
+        for s in (stage, new_stage):
+            if s is not None:
+                _check_stage(s)
         files = _bundle_files(bundle_path)
         digest = bundle_content_digest(files)
         vid = digest[:ID_LENGTH]
@@ -278,8 +282,8 @@ class ModelRegistry:
                 finally:
                     if tmp.exists():
                         _rmtree(tmp)
-            if stage is not None:
-                self.promote(vid, stage)
+            if stage is not None or (created and new_stage is not None):
+                self.promote(vid, stage if stage is not None else new_stage)
             entry = self.get(vid)
             if created:
                 self.interrupted_after_commit = bool(deferred[0])
@@ -298,6 +302,7 @@ class ModelRegistry:
             if not p.name.startswith(_ADD_PREFIX) or not p.is_dir():
                 continue
             parts = p.name[len(_ADD_PREFIX):].split("-")
+            stale = False
             if len(parts) >= 3 and parts[1].isdigit():
                 stale = not pid_alive(int(parts[1]))
             else:

@@ -12,6 +12,7 @@ samples, so the result does not depend on wall clock or chunk sizes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,7 +117,15 @@ class PosteriorSmoother:
         self._run_length = np.zeros(len(self.keywords), np.int64)
         self._suppressed_until_s = -np.inf
         self._armed = np.ones(len(self.keywords), bool)
-        self.last_smoothed = np.zeros(len(self.keywords), np.float32)
+        self._clear = True  # run lengths all 0 and every keyword armed
+        # last smoothed scores, kept as numerator / denominator and divided only when read
+        self._smoothed: tuple[np.ndarray, float] = (np.zeros(len(self.keywords), np.float64), 1.0)
+
+    @property
+    def last_smoothed(self) -> np.ndarray:
+        """Smoothed keyword scores after the last hop [shape=(n_keywords,), float32]."""
+        num, den = self._smoothed
+        return (num / den).astype(np.float32)
 
     def update(self, posteriors: np.ndarray, time_s: float) -> Detection | None:
         """Add the posteriors of the window ending at ``time_s``; maybe return a detection."""
@@ -128,10 +137,11 @@ class PosteriorSmoother:
         self._history = np.concatenate((history, kw[None]))
         self._sum += kw
         smoothed = self._sum / len(self._history)
-        self.last_smoothed = smoothed.astype(np.float32)
+        self._smoothed = (smoothed, 1.0)
         above = smoothed >= self._kw_thresholds
         self._run_length = np.where(above, self._run_length + 1, 0)
         self._armed |= ~above  # a keyword re-arms once its smoothed score has dropped below threshold
+        self._clear = False
         if time_s < self._suppressed_until_s:
             return None
         ready = (self._run_length >= self.config.min_count) & self._armed
@@ -148,11 +158,12 @@ class PosteriorSmoother:
         """History full of zero keyword scores: further all-zero keyword rows change no state."""
         return len(self._history) == self._window_len and not self._sum.any() and not self._run_length.any()
 
-    def update_many(self, posteriors: np.ndarray, times_s: np.ndarray) -> list[Detection]:
+    def update_many(self, posteriors: np.ndarray, times_s: np.ndarray | Callable[[], np.ndarray]) -> list[Detection]:
         """Add many hops at once; the same detections as :meth:`update` row by row.
 
         ``posteriors`` is ``(n, n_labels)`` (probabilities, >= 0), ``times_s``
-        ``(n,)``. When the history is full and even the sum of the whole history
+        ``(n,)``, or a function that returns them (called only when a row may
+        fire). When the history is full and even the sum of the whole history
         and the whole block, averaged over the window, stays below every
         threshold (the usual case away from keywords), no smoothed score in the
         block can reach a threshold: the state advances with a few vectorised
@@ -169,14 +180,14 @@ class PosteriorSmoother:
             total = kw.sum(axis=0)
             n = len(kw)
             if ((self._sum + total) < self._kw_window_thresholds).all():
-                if n >= window:
-                    self._sum = kw[-window:].sum(axis=0)
+                if n >= window:  # the block alone fills the history
+                    self._sum = total if n == window else kw[-window:].sum(axis=0)
+                    self._history = kw[-window:]
                 else:  # the running sum, as update() keeps it: minus the n oldest, plus the block
                     self._sum = self._sum + total - history[:n].sum(axis=0)
-                self._history = np.concatenate((history[n:], kw[-window:]))
-                self._run_length[:] = 0
-                self._armed[:] = True  # every row was below threshold: re-armed, as update() would
-                self.last_smoothed = (self._sum / window).astype(np.float32)
+                    self._history = np.concatenate((history[n:], kw))
+                self._clear_runs()  # every row was below threshold: re-armed, as update() would
+                self._smoothed = (self._sum, float(window))
                 return []
             # exact check: the smoothed score of every row of the block, from cumulative sums
             csum = np.cumsum(np.concatenate((history, kw)), axis=0)
@@ -184,13 +195,20 @@ class PosteriorSmoother:
             if not (smoothed >= self._kw_thresholds).any():
                 self._history = np.concatenate((history[n:], kw[-window:]))
                 self._sum = csum[-1] - csum[n - 1]
-                self._run_length[:] = 0
-                self._armed[:] = True
-                self.last_smoothed = smoothed[-1].astype(np.float32)
+                self._clear_runs()
+                self._smoothed = (smoothed[-1], 1.0)
                 return []
+        if callable(times_s):
+            times_s = times_s()
         found = []
         for row, t in zip(post, np.asarray(times_s, np.float64).tolist()):
             hit = self.update(row, t)
             if hit is not None:
                 found.append(hit)
         return found
+
+    def _clear_runs(self) -> None:
+        if not self._clear:
+            self._run_length[:] = 0
+            self._armed[:] = True
+            self._clear = True

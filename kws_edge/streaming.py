@@ -40,6 +40,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .engine import Engine, TensorInfo
+from .audio import to_float32, validate_audio
 from .errors import BundleError, ConfigError
 from .features import MfccConfig, mfcc
 
@@ -167,6 +168,16 @@ class StreamingRunner:
         self._same_state_q = (io.state_in.scale, io.state_in.zero_point, io.state_in.dtype) == (
             io.state_out.scale, io.state_out.zero_point, io.state_out.dtype)
         self._interp = self.engine._interp  # direct calls: this is the hot path
+        # The interpreter's native wrapper (ai_edge_litert, tflite_runtime and tf.lite all keep it as
+        # `_interpreter`): set_tensor/get_tensor/invoke are one-line Python wrappers around it, plus a
+        # reference-count check that guards views from tensor(), which this runner never takes. Calling the
+        # wrapper directly spares three Python frames per call, which count on a cold cache (issue 21).
+        native = getattr(self._interp, "_interpreter", None)
+        if all(callable(getattr(native, n, None)) for n in ("SetTensor", "GetTensor", "Invoke")):
+            self._set_tensor, self._get_tensor, self._invoke = native.SetTensor, native.GetTensor, native.Invoke
+        else:  # pragma: no cover - an interpreter without the usual native wrapper
+            self._set_tensor, self._get_tensor, self._invoke = (self._interp.set_tensor, self._interp.get_tensor,
+                                                                 self._interp.invoke)
         self._idx = (io.frames.index, io.state_in.index, io.probs.index, io.state_out.index)
         self._frames_shape = tuple(io.frames.shape)
         self._probs_q = io.probs
@@ -202,34 +213,72 @@ class StreamingRunner:
     def state_size(self) -> int:
         return int(self._io.state_in.shape[1])
 
-    def detect(self, detector: "KeywordDetector", audio: np.ndarray) -> list["Detection"]:
-        """The detector's streaming branch for one validated chunk of audio.
+    @property
+    def blocks_per_call(self) -> int:
+        return self._blocks_per_call
+
+    @blocks_per_call.setter
+    def blocks_per_call(self, value: int) -> None:
+        self._blocks_per_call = int(value)
+        self._due_samples = None  # recomputed at the next chunk
+
+    def detect(self, detector: "KeywordDetector", chunk: np.ndarray) -> list["Detection"]:
+        """The detector's streaming branch for one chunk of audio (validated here).
 
         Audio is held back until the MFCC would complete ``blocks_per_call``
         whole blocks of new frames (MFCC is chunking-invariant, so this changes
         no result, only how many calls the features and the model take: one per
-        ``blocks_per_call`` blocks, whatever the chunk size). Then frames -> model -> smoother, via :func:`detect_frames`.
+        ``blocks_per_call`` blocks, whatever the chunk size). Then frames -> model -> smoother, via
+        :func:`detect_frames`.
+
+        A chunk that completes no such interval costs only its validation and a copy (``bytes``: the
+        caller may reuse its buffer) onto a list, with no numpy arithmetic: a microphone delivers one
+        every 10-100 ms and the process sleeps in between, so each call starts on cold caches, where
+        every numpy call costs tens of microseconds. int16 chunks are held as int16 (converting them is
+        part of the MFCC's own pre-emphasis step).
         """
-        mf = detector._mfcc
-        self._audio.append(audio)
-        self._audio_samples += audio.size
-        n_total = mf.n_samples_seen + self._audio_samples
-        n_new = (0 if n_total < self._window_samples
-                 else 1 + (n_total - self._window_samples) // self._hop_samples) - mf.n_frames_emitted
-        if len(self._pending) + n_new - self.context_frames < self.block_frames * self.blocks_per_call:
-            if detector.telemetry is not None:
-                detector.telemetry.observe(audio, self._no_frames)
-            return []
+        audio = validate_audio(chunk, name="audio chunk", keep_int16=True)
+        n = audio.size
+        detector.n_samples += n
         parts = self._audio
-        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if not parts:
+            self._audio_dtype = audio.dtype
+        elif audio.dtype != self._audio_dtype:  # the stream switched sample type: hold float32
+            held = to_float32(np.frombuffer(b"".join(parts), self._audio_dtype))
+            parts[:] = [held.tobytes()]
+            audio = to_float32(audio)
+            self._audio_dtype = audio.dtype
+        parts.append(audio.tobytes())
+        held_samples = self._audio_samples = self._audio_samples + n
+        due = self._due_samples
+        if due is None:
+            due = self._due_samples = self._samples_due(detector._mfcc)
+        if held_samples < due:
+            if detector.telemetry is not None:
+                detector.telemetry.observe(to_float32(audio), self._no_frames)
+            return []
+        mf, tel = detector._mfcc, detector.telemetry
+        joined = np.frombuffer(parts[0] if len(parts) == 1 else b"".join(parts), self._audio_dtype)
         parts.clear()
         self._audio_samples = 0
-        return detect_frames(detector, self, audio, mf.process(joined))
+        found = detect_frames(detector, self, audio if tel is None else to_float32(audio), mf.process(joined))
+        self._due_samples = self._samples_due(mf)
+        return found
+
+    def _samples_due(self, mf: Any) -> int:
+        """Held samples after which the MFCC completes ``blocks_per_call`` blocks past the pending frames."""
+        frames_needed = self.context_frames + self.block_frames * self._blocks_per_call - len(self._pending)
+        if frames_needed <= 0:
+            return 0
+        total = self._window_samples + (mf.n_frames_emitted + frames_needed - 1) * self._hop_samples
+        return max(0, total - mf.n_samples_seen)
 
     def reset(self) -> None:
         """Zero state; the next frame is the first of a new stream."""
-        self._audio: list[np.ndarray] = []  # validated audio held back until a block of frames completes
+        self._audio: list[bytes] = []  # validated audio held back until a block of frames completes
+        self._audio_dtype = np.dtype(np.float32)  # sample type of the held audio (int16 or float32)
         self._audio_samples = 0
+        self._due_samples: int | None = None  # held samples that complete the next interval (None: recompute)
         self._state = np.zeros(self._io.state_in.shape, self._state_dtype)
         self._zero_state = self._state.copy()
         self._zero_state.fill(self._io.state_in.zero_point if self._io.state_in.quantized else 0)
@@ -261,7 +310,7 @@ class StreamingRunner:
         return x.astype(self._frames_dtype)
 
     def _invoke_blocks(self, buf: np.ndarray, n_calls: int, out: np.ndarray | None) -> None:
-        interp = self._interp
+        set_tensor, get_tensor, invoke = self._set_tensor, self._get_tensor, self._invoke
         fi, si, pi, so = self._idx
         length = self.block_frames + self.context_frames
         block = self.block_frames
@@ -269,12 +318,12 @@ class StreamingRunner:
         state = self._state
         for i in range(n_calls):
             s = i * block
-            interp.set_tensor(fi, buf[s:s + length].reshape(shape))
-            interp.set_tensor(si, state)
-            interp.invoke()
+            set_tensor(fi, buf[s:s + length].reshape(shape))
+            set_tensor(si, state)
+            invoke()
             if out is not None:
-                out[s:s + block] = interp.get_tensor(pi)[0]
-            state = interp.get_tensor(so)
+                out[s:s + block] = get_tensor(pi)[0]
+            state = get_tensor(so)
             if not self._same_state_q:
                 state = self.engine.quantize(self.engine.dequantize(state, self._io.state_out), self._io.state_in)
         self._state = state
@@ -476,7 +525,9 @@ def detect_frames(detector: "KeywordDetector", runner: StreamingRunner, audio: n
     if len(counts):
         smoother = detector._smoother
         if not (runner.last_all_gated and smoother.idle):  # silence rows into an idle smoother change nothing
-            end_s = ((counts - 1) * detector._hop_samples + detector._window_samples) / detector.sample_rate_hz
+            def end_s(counts=counts) -> np.ndarray:  # computed only when a row may fire
+                return ((counts - 1) * detector._hop_samples + detector._window_samples) / detector.sample_rate_hz
+
             detections = smoother.update_many(posteriors, end_s)
         for hit in detections:
             for cb in detector._callbacks:

@@ -24,6 +24,13 @@ once per audio chunk (``observe``), vectorised over the chunk, never per sample:
   Measured on real Speech Commands clips streamed for 130 s: clean audio
   0.01-0.09; -20 dB gain 0.52; white noise at 10 dB SNR 2.5; an 8 kHz
   telephone path 2.0; hence the default threshold 0.3.
+  Digital silence (frames whose c0 sits at the energy floor: all-zero samples, such as
+  padding between recordings or a muted input) says nothing about the audio path and is
+  left out of the feature statistics (counted as ``silent_frames``): on real clips with
+  0.5-1.5 s of digital zeros between them it had raised the score from 0.08 to 0.32 over a
+  threshold of 0.3; without those frames it is 0.08 again. Quiet but not silent frames stay
+  in: the training statistics hold them too (a quarter of Speech Commands frames are below
+  -80 dBFS), and leaving them out would read clean speech as drift.
 
 Exposition: :func:`serve_metrics` serves the telemetry in the Prometheus text
 format on 127.0.0.1 (``prometheus_client``, the ``monitor`` extra, imported
@@ -108,6 +115,22 @@ def gaussian_kl(mean_p: np.ndarray, std_p: np.ndarray, mean_q: np.ndarray, std_q
     return np.log(sq / sp) + (sp ** 2 + d ** 2) / (2 * sq ** 2) - 0.5
 
 
+#: how far above the c0 of an all-zero frame a frame still counts as digital silence (nats of log energy)
+_SILENT_C0_MARGIN = 0.5
+
+
+def silent_c0_for(features: Any) -> float:
+    """The first MFCC coefficient below which a frame is digital silence, for a feature configuration.
+
+    Measured with the runtime's own :func:`~kws_edge.features.mfcc` on one window of zeros (the
+    energy floor), plus a margin far below any real recording's level.
+    """
+    from .features import mfcc
+
+    zeros = np.zeros(features.window_samples, np.float32)
+    return float(mfcc(zeros, features)[0, 0]) + _SILENT_C0_MARGIN
+
+
 def _dbfs(mean_square: float) -> float:
     if mean_square <= 0:
         return _DB_FLOOR
@@ -124,11 +147,14 @@ class DetectorTelemetry:
         without them there is no drift score
     sample_rate_hz : of the audio fed to ``observe``
     config : TelemetryConfig
+    silent_c0 : frames whose first coefficient is at or below this are digital silence and stay out of
+        the feature statistics (:func:`silent_c0_for`; None: every frame counts)
     """
 
     def __init__(self, labels: Sequence[str], keywords: Sequence[str], *,
                  train_mean: Optional[Sequence[float]] = None, train_std: Optional[Sequence[float]] = None,
-                 sample_rate_hz: int = 16000, config: TelemetryConfig = TelemetryConfig()) -> None:
+                 sample_rate_hz: int = 16000, config: TelemetryConfig = TelemetryConfig(),
+                 silent_c0: Optional[float] = None) -> None:
         self.labels = tuple(labels)
         self.keywords = tuple(keywords)
         missing = [k for k in self.keywords if k not in self.labels]
@@ -146,6 +172,7 @@ class DetectorTelemetry:
         self.train_mean = None if train_mean is None else np.asarray(train_mean, np.float64)
         self.train_std = None if train_std is None else np.asarray(train_std, np.float64)
         self._decay = math.exp(-1.0 / config.drift_window_frames)
+        self.silent_c0 = None if silent_c0 is None else float(silent_c0)
         self._lock = threading.Lock()
         self.reset()
 
@@ -154,7 +181,7 @@ class DetectorTelemetry:
         """Telemetry for a bundle's manifest (labels, keywords, normalisation, sample rate)."""
         return cls(manifest.labels, manifest.keywords, train_mean=manifest.normalization.mean,
                    train_std=manifest.normalization.std, sample_rate_hz=manifest.features.sample_rate_hz,
-                   config=config)
+                   config=config, silent_c0=silent_c0_for(manifest.features))
 
     def reset(self) -> None:
         """Zero every counter and statistic (the wall-clock start is reset too)."""
@@ -176,6 +203,7 @@ class DetectorTelemetry:
             self.score_counts = np.zeros((len(self.keywords), nb), np.int64)
             self.score_sums = np.zeros(len(self.keywords), np.float64)
             self._feat_n = 0
+            self.silent_frames = 0
             self._feat_sum: Optional[np.ndarray] = None
             self._feat_sumsq: Optional[np.ndarray] = None
             self._ema_w = 0.0  # sum of weights, for bias correction
@@ -242,7 +270,14 @@ class DetectorTelemetry:
             self._pending_posteriors = []
 
     def _add_frames(self, f: np.ndarray) -> None:
+        if self.silent_c0 is not None:
+            sound = f[:, 0] > self.silent_c0
+            if not sound.all():
+                self.silent_frames += int(f.shape[0] - np.count_nonzero(sound))
+                f = f[sound]
         n = f.shape[0]
+        if not n:
+            return
         if self._feat_sum is None:
             c = f.shape[1]
             self._feat_sum = np.zeros(c)
@@ -305,7 +340,7 @@ class DetectorTelemetry:
     def _drift(self) -> dict[str, Any]:
         self._flush()
         out: dict[str, Any] = {"score": None, "per_coefficient": None, "threshold": self.config.drift_threshold,
-                               "flag": False, "frames": self._feat_n}
+                               "flag": False, "frames": self._feat_n, "silent_frames": self.silent_frames}
         if self.train_mean is None or self._feat_n < self.config.drift_min_frames:
             return out
         st = self._feature_stats()

@@ -23,7 +23,9 @@ python -m pytest -q benchmarks/ --benchmark-json="$artifacts/benchmarks.json"
 data="../shared/data/speech_commands_subset"
 if [ -d "$data" ]; then
   echo "== real-data checks on $data"
-  python -m pytest -q -rxX -s -m "realdata" --junitxml="$artifacts/realdata.xml"
+  # the full reproduction of the shipped bundle (marker ship, about 30 min) runs before a bundle ships:
+  #   python -m pytest -q -s -m ship
+  python -m pytest -q -rxX -s -m "realdata and not ship" --junitxml="$artifacts/realdata.xml"
 else
   echo "== real-data checks skipped: $data is not on this machine"
 fi

@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,40 @@ def test_interleaving_balances_a_cheap_path_and_keeps_each_paths_cheapest_run():
                                        rounds=2, max_repeats=4)
     assert len(n_tiny) == 1 + 4  # a million times cheaper, but at most max_repeats runs per round
     assert capped["tiny"].cpu_s == pytest.approx(1e-6)
+
+
+@needs_tone_bundle
+def test_run_bench_reports_paced_and_unpaced_figures():
+    """kws bench (issue 21): paced by default (the figure a device pays), the tight loop beside it."""
+    r = bench.run_bench(TONE_BUNDLE, seconds=0.4, realtime=True)
+    assert r["realtime_paced"] is True and r["block_dtype"] == "int16"
+    for key in ("paced_cpu_ms_per_audio_s", "paced_call_cpu_ms_per_audio_s", "unpaced_cpu_ms_per_audio_s",
+                "unpaced_call_cpu_ms_per_audio_s"):
+        assert r[key] > 0, key
+    assert r["cpu_ms_per_audio_s"] == r["paced_cpu_ms_per_audio_s"]  # the headline is the paced figure
+    assert r["wall_s"] >= 0.4 * 0.95  # paced: the audio took its own duration to arrive
+    # inside process() is part of the whole process's CPU
+    assert r["paced_call_cpu_ms_per_audio_s"] <= r["paced_cpu_ms_per_audio_s"] * 1.05 + 0.05
+    fast = bench.run_bench(TONE_BUNDLE, seconds=0.4, realtime=False)
+    assert fast["paced_cpu_ms_per_audio_s"] is None and fast["cpu_ms_per_audio_s"] == fast["unpaced_cpu_ms_per_audio_s"]
+
+
+def test_measure_feed_paces_any_engine_and_times_inside_the_calls():
+    audio = np.zeros(16000, np.int16)
+    calls = []
+
+    def busy(chunk):
+        calls.append(len(chunk))
+        t = time.thread_time()
+        while time.thread_time() - t < 0.0005:  # 0.5 ms of CPU per call
+            pass
+
+    started = []
+    s = bench.measure_feed(busy, audio, sample_rate_hz=16000, chunk_samples=1600, realtime=True, warmup_s=0.5,
+                           on_start=lambda: started.append(len(calls)))
+    assert started == [5] and len(calls) == 10 and s.audio_s == pytest.approx(0.5)
+    assert s.wall_s >= 0.5 * 0.95  # five 100 ms chunks, each handed over when due
+    assert s.call_cpu_ms_per_audio_s == pytest.approx(5 * 0.5 / 0.5, rel=0.5)  # ~5 ms CPU per s of audio
+    assert s.cpu_ms_per_audio_s >= s.call_cpu_ms_per_audio_s * 0.95
+    tight = bench.measure_feed(busy, audio, sample_rate_hz=16000, chunk_samples=1600, warmup_s=0.5)
+    assert tight.wall_s < 0.4

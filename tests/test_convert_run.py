@@ -69,8 +69,8 @@ def synthetic_features(rng: np.random.Generator, n: int, patterns: np.ndarray) -
     return (x + 7.0).astype(np.float32), y.astype(np.int64)  # raw, un-normalised scale
 
 
-def write_run(path: Path, *, seed: int = 0, epochs: int = 4) -> Path:
-    """Train a tiny model and write a complete run directory at ``path``."""
+def write_run(path: Path, *, seed: int = 0, epochs: int = 4, model_config: ModelConfig = MODEL) -> Path:
+    """Train a tiny model (``model_config``, default tiny_conv) and write a complete run directory at ``path``."""
     import keras
 
     from kws_edge.training.models import build_model
@@ -83,7 +83,7 @@ def write_run(path: Path, *, seed: int = 0, epochs: int = 4) -> Path:
     x_test, y_test = synthetic_features(rng, 200, patterns)
     norm = Normalization.fit(x_train)
     keras.utils.set_random_seed(seed)
-    model = build_model(MODEL, shape, len(LABELS))  # the training package's registry, dynamic batch
+    model = build_model(model_config, shape, len(LABELS))  # the training package's registry, dynamic batch
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(norm.apply(x_train), y_train, epochs=epochs, batch_size=32, verbose=0)
@@ -95,7 +95,7 @@ def write_run(path: Path, *, seed: int = 0, epochs: int = 4) -> Path:
     np.savez(path / "arrays" / "test.npz", x=x_test, y=y_test)
     (path / "normalization.json").write_text(json.dumps(to_dict(norm)))
     config = {"data": "synthetic", "labels": LABELS, "keywords": KEYWORDS, "features": to_dict(features),
-              "model": to_dict(MODEL), "seed": seed}
+              "model": to_dict(model_config), "seed": seed}
     (path / "config.json").write_text(json.dumps(config))
     (path / "metrics.json").write_text(json.dumps({}))
     run = {"format_version": 1, "status": "complete", "kws_edge_version": "0.1.0", "git_commit": "test",
@@ -159,6 +159,17 @@ def test_int8_bundle_loads_and_records_everything(converted, run_dir):
     assert m.budgets["device"] == "raspberry-pi-4b" and m.budgets["within_budget"] is True
     assert m.budgets["allowed_over_budget"] is False
     assert {r["name"] for r in m.budgets["results"]} >= {"model_bytes", "activation_bytes", "compute"}
+
+
+def test_manifest_holds_no_absolute_path_of_this_machine(converted, run_dir):
+    from kws_edge.portable import absolute_paths_in
+
+    text = (converted.bundle_dir / "manifest.json").read_text()
+    assert absolute_paths_in(json.loads(text)) == []
+    assert str(run_dir.parent) not in text
+    m = load_bundle(converted.bundle_dir).manifest
+    assert m.provenance["run_dir"] == "tiny-run"  # the run's name
+    assert m.budgets["profile"]["path"] in (None, "", "raspberry-pi-4b.toml")
 
 
 def test_int8_agrees_with_float_on_at_least_98_percent_of_test_clips(converted):

@@ -5,7 +5,13 @@
   validation-chosen thresholds and the CC BY 4.0 attribution.
 * ``test_default_bundle_on_real_clips``: realdata, seconds: the runtime classifies validation-speaker
   clips as well as the manifest says.
-* ``test_recipe_reproduces_default_bundle``: realdata + slow (about 30 min on 2 cores): runs
+* ``test_shipped_validation_figures_reproduce_exactly``: realdata, seconds (what CI checks of the
+  reproduction): the data indexed with the shipped training configuration, the validation split's
+  features computed again by the runtime's MFCC, the int8 model run on them: the confusion matrix
+  is exactly the manifest's (any change of the split, the silence crops, the features or the engine
+  shows here).
+* ``test_recipe_reproduces_default_bundle``: realdata + slow + ship (about 30 min on 2 cores, not in
+  CI; ``pytest -m ship -s`` before a bundle ships): runs
   ``training/recipes/make_default_bundle.sh`` (three DS-CNN teachers, the distilled kws-train,
   kws-convert, finish) and checks the reproduced model stays within 1 point of every shipped figure.
 """
@@ -82,6 +88,30 @@ def test_default_bundle_on_real_clips(shipped):
         assert recall >= shipped_recall - TOLERANCE, (word, recall, shipped_recall)
 
 
+@needs_data
+@pytest.mark.realdata
+def test_shipped_validation_figures_reproduce_exactly(shipped):
+    from kws_edge.config import from_dict
+    from kws_edge.model import KwsModel
+    from kws_edge.training.config import TrainConfig
+    from kws_edge.training.dataset import index_dataset
+    from kws_edge.training.featurize import clean_features
+    from kws_edge.training.metrics import clip_metrics
+
+    m = shipped.manifest
+    config = from_dict(TrainConfig, {**m.provenance["config"], "data": str(REAL_DATA)})
+    index = index_dataset(REAL_DATA, config)
+    clips = index.split("validation")
+    x = clean_features(index.root, clips, config, index.noise_files, cache=False, workers=1)
+    y = np.array([config.labels.index(c.label) for c in clips])
+    model = KwsModel(shipped)
+    pred = np.array([int(np.argmax(model.scores_features(f))) for f in x])
+    got = clip_metrics(y, pred, m.labels, m.keywords)
+    want = m.metrics["validation"]["int8"]
+    assert got["n_clips"] == want["n_clips"]
+    assert got["confusion_matrix"] == want["confusion_matrix"], (got["confusion_matrix"], want["confusion_matrix"])
+
+
 def _figures(metrics: dict) -> dict[str, float]:
     v = metrics["validation"]["int8"]
     stream = metrics["streaming"]["report_stream"]
@@ -98,6 +128,7 @@ def _figures(metrics: dict) -> dict[str, float]:
 @needs_data
 @pytest.mark.realdata
 @pytest.mark.slow
+@pytest.mark.ship
 def test_recipe_reproduces_default_bundle(shipped, tmp_path):
     out = tmp_path / "bundle"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}

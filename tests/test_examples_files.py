@@ -167,3 +167,20 @@ def test_bring_your_own_model_bad_input_is_one_line(tmp_path, args, message):
 def test_every_example_has_working_help(name):
     r = run_example(name, "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: ") and "bundle" in r.stdout, r.stderr
+
+
+def test_main_job_prints_what_was_said_as_words(tmp_path):
+    """The main job's "what was said" lines, run as main_job.sh prints them, on a pipeline-style sample.json."""
+    script = (EXAMPLES / "main_job.sh").read_text().splitlines()
+    said_lines = [line for line in script if line.startswith("said=") or "what was said" in line]
+    assert len(said_lines) == 2, said_lines
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    out = tmp_path / "demo"
+    out.mkdir()
+    words = [{"word": w, "start_s": 0.5 + 1.7 * i, "end_s": 1.1 + 1.7 * i} for i, w in enumerate(["yes", "up", "no"])]
+    (out / "sample.json").write_text(json.dumps({"words": words, "detections": [], "command": "kws detect"}, indent=2))
+    proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + "\n".join(said_lines)], cwd=tmp_path,
+                          env={**os.environ, "out": str(out)}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"== what was said in {out}/sample.wav: yes at 0.50 s, up at 2.20 s, no at 3.90 s"

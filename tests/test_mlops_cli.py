@@ -57,6 +57,26 @@ def test_registry_commands(tmp_path, capsys):
     assert {v["id"] for v in data["versions"]} == {id_a, id_b} and data["stages"]["production"] == id_b
 
 
+def test_re_adding_a_registered_bundle_moves_no_stage_unless_asked(tmp_path, capsys):
+    reg = str(tmp_path / "reg")
+    old = make_bundle(tmp_path / "old", "1.0")
+    new = make_bundle(tmp_path / "new", "2.0")
+    rc, out, _ = kws(capsys, "registry", "--registry", reg, "add", str(old))
+    id_old = out.split()[1]
+    assert rc == 0 and out.rstrip().endswith("stages: candidate")
+    rc, out, _ = kws(capsys, "registry", "--registry", reg, "add", str(new))  # the newer candidate
+    id_new = out.split()[1]
+    assert rc == 0 and out.rstrip().endswith("stages: candidate")
+    rc, out, _ = kws(capsys, "registry", "--registry", reg, "add", str(old))  # again: nothing moves
+    assert rc == 0 and out.startswith(f"already registered {id_old}") and "stages: none (unchanged;" in out
+    from kws_edge.registry import ModelRegistry
+
+    assert ModelRegistry(reg).stages() == {"candidate": id_new}
+    rc, out, _ = kws(capsys, "registry", "--registry", reg, "add", str(old), "--stage", "candidate")  # asked
+    assert rc == 0 and out.rstrip().endswith("stages: candidate")
+    assert ModelRegistry(reg).stages() == {"candidate": id_old}
+
+
 def test_registry_broken_entry_listed_and_bad_reference_is_one_line(tmp_path, capsys):
     reg = str(tmp_path / "reg")
     kws(capsys, "registry", "--registry", reg, "add", str(make_bundle(tmp_path / "a", "1")))

@@ -163,3 +163,52 @@ def test_interrupt_fail_resume_reuse_and_reproducibility(tmp_path):
     if extra:
         assert summary["stages"]["track"]["model_version"] == "1"
     assert time.monotonic() - t0 < 600
+
+
+# -- the stage display: progress with an ETA on a terminal, a line per epoch in a log ---------------------
+
+
+def _train_events(clock: list[float]):
+    from kws_edge.training.pipeline import StageEvent
+
+    yield StageEvent("start", "train", 2, 8, "first run")
+    clock[0] += 5.0
+    yield StageEvent("progress", "train", 2, 8, "augment", done=10, of=10)
+    for epoch in range(1, 5):
+        clock[0] += 10.0  # each epoch takes 10 s
+        yield StageEvent("progress", "train", 2, 8, "epoch", done=epoch, of=4)
+    yield StageEvent("done", "train", 2, 8, "test accuracy 90%", seconds=45.0)
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_training_stage_shows_epochs_and_eta(capsys, tty):
+    from kws_edge.cli.mlops import _StageDisplay
+
+    clock = [100.0]
+    display = _StageDisplay(quiet=False, tty=tty, clock=lambda: clock[0])
+    for event in _train_events(clock):
+        display(event)
+    err = capsys.readouterr().err
+    if tty:  # one live line, rewritten in place (click drops the erase-line code when stderr is captured)
+        assert "\r[2/8] train           epoch 1/4, 10 s so far, ETA 30 s" in err
+        assert "epoch 3/4, 30 s so far, ETA 10 s" in err
+    else:  # a log: one plain line per epoch, no control characters
+        lines = err.splitlines()
+        assert "\r" not in err and "\033" not in err
+        epochs = [line for line in lines if " epoch " in line]
+        assert epochs == ["[2/8] train           epoch 1/4, 10 s so far, ETA 30 s",
+                          "[2/8] train           epoch 2/4, 20 s so far, ETA 20 s",
+                          "[2/8] train           epoch 3/4, 30 s so far, ETA 10 s",
+                          "[2/8] train           epoch 4/4, 40 s"]
+        assert lines[0] == "[2/8] train           running (first run) ..." and lines[-1].endswith("done in 45.0 s: test accuracy 90%")
+
+
+def test_many_small_steps_give_a_line_per_tenth_in_a_log(capsys):
+    from kws_edge.cli.mlops import _StageDisplay
+    from kws_edge.training.pipeline import StageEvent
+
+    display = _StageDisplay(quiet=False, tty=False, clock=lambda: 0.0)
+    for done in range(1, 1001):
+        display(StageEvent("progress", "train", 2, 8, "features", done=done, of=1000))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 11 and lines[0].endswith("features 1/1000") and lines[5].endswith("features 500/1000")

@@ -179,3 +179,35 @@ def test_report_renders_in_headless_chromium(tmp_path):
         assert img["complete"] and img["w"] > 100 and img["h"] > 100, img
     for number in KEY_NUMBERS:
         assert number in check["text"], number
+
+
+def test_det_curve_threshold_labels_never_overlap(tmp_path):
+    """Crowded DET points (0.3-0.7 on one spot, 0.9-0.98 close together) keep only labels that do not overlap."""
+    pytest.importorskip("matplotlib")
+    from kws_edge.training.plots import _figure, place_threshold_labels, plot_det_curve
+
+    thresholds = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98]
+    fa_per_hour = [400, 210, 120, 119, 118, 118, 117, 60, 30, 9.0, 8.6, 8.3, 8.1, 8.0]
+    frr = [0.01, 0.02, 0.05, 0.05, 0.051, 0.052, 0.053, 0.1, 0.15, 0.3, 0.31, 0.315, 0.32, 0.33]
+    points = [{"threshold": t, "false_accepts_per_hour": f, "false_reject_rate": r}
+              for t, f, r in zip(thresholds, fa_per_hour, frr)]
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    try:
+        ax.plot(fa_per_hour, [100 * r for r in frr], "o-")
+        ax.set_xscale("symlog", linthresh=1.0)
+        kept = place_threshold_labels(ax, points)
+        texts = [t.get_text() for t in ax.texts]
+    finally:
+        plt.close(fig)
+    labelled = [t for t, _ in kept]
+    assert labelled[0] == 0.1 and labelled[-1] == 0.98  # both ends of the curve
+    assert texts and sorted(float(t) for t in texts) == labelled  # skipped labels are not drawn
+    boxes = [b for _, b in kept]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (labelled[i], labelled[j])
+    crowded = {0.3, 0.4, 0.5, 0.6, 0.7}
+    assert 1 <= len(crowded & set(labelled)) < len(crowded)
+    assert 0.85 in labelled and 0.2 in labelled  # points with room keep their labels
+    assert plot_det_curve(points, tmp_path / "det.png") == labelled  # the report's plot places the same labels

@@ -80,8 +80,8 @@ def train_norm() -> Normalization:
     return Normalization.fit(np.stack([mfcc(c) for c in clips]))
 
 
-def _stream_drift(audio: np.ndarray, norm: Normalization, chunk: int = 1600) -> dict:
-    tel = DetectorTelemetry(LABELS, KEYWORDS, train_mean=norm.mean, train_std=norm.std)
+def _stream_drift(audio: np.ndarray, norm: Normalization, chunk: int = 1600, silent_c0: float | None = None) -> dict:
+    tel = DetectorTelemetry(LABELS, KEYWORDS, train_mean=norm.mean, train_std=norm.std, silent_c0=silent_c0)
     sm = StreamingMfcc(MfccConfig())
     for start in range(0, len(audio), chunk):
         part = audio[start:start + chunk]
@@ -111,6 +111,37 @@ def test_changed_channel_raises_drift_flag(train_norm, change):
     d = _stream_drift(np.clip(audio, -1, 1).astype(np.float32), train_norm)
     assert d["flag"] is True, (change, d)
     assert d["score"] > d["threshold"]
+
+
+def _padded(clips: list[np.ndarray], seed: int) -> np.ndarray:
+    """Clips with 0.5-1.5 s of digital silence between them (how recordings are often strung together)."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([p for c in clips for p in (c, np.zeros(int(rng.uniform(0.5, 1.5) * SR), np.float32))])
+
+
+def test_digital_silence_between_clips_is_not_drift(train_norm):
+    from kws_edge.telemetry import silent_c0_for
+
+    clips = [speech_like(1.0, seed=100 + i) for i in range(40)]
+    padded = _padded(clips, seed=3)
+    counted = _stream_drift(padded, train_norm)  # every frame counted: the padding alone reads as drift
+    assert counted["flag"] is True, counted
+    d = _stream_drift(padded, train_norm, silent_c0=silent_c0_for(MfccConfig()))
+    assert d["flag"] is False and d["score"] < 0.5 * d["threshold"], d
+    assert d["silent_frames"] > 0.3 * (d["frames"] + d["silent_frames"])  # the padding, set aside
+    # a real change of channel is still seen through the padding
+    quiet = _stream_drift(_padded([c * 0.1 for c in clips], seed=3), train_norm, silent_c0=silent_c0_for(MfccConfig()))
+    assert quiet["flag"] is True, quiet
+
+
+def test_quiet_but_not_silent_frames_still_count():
+    from kws_edge.telemetry import silent_c0_for
+
+    cfg = MfccConfig()
+    c0 = silent_c0_for(cfg)
+    faint = np.random.default_rng(0).normal(0, 10 ** (-90 / 20), SR).astype(np.float32)  # -90 dBFS noise
+    assert (mfcc(faint, cfg)[:, 0] > c0).all()
+    assert (mfcc(np.zeros(SR, np.float32), cfg)[:, 0] <= c0).all()
 
 
 def test_drift_needs_enough_frames(train_norm):
@@ -274,3 +305,30 @@ def test_snapshotter_interval_and_history_plot(tmp_path, train_norm):
     assert len(snaps) == 2
     png = plot_history(snaps, tmp_path / "history.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech_commands_subset"
+if not REAL_DATA.is_dir():
+    REAL_DATA = Path("/work/shared/data/speech_commands_subset")
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="no Speech Commands subset here")
+def test_real_clips_with_digital_silence_between_them_are_not_drift():
+    """Issue 23: `kws monitor` said DRIFT on clean Speech Commands clips padded with digital zeros."""
+    from kws_edge import KeywordDetector, load_bundle
+
+    bundle = load_bundle()
+    words = ["yes", "no", "up", "down", "left", "right", "stop", "bed", "cat", "happy"]
+    files = [f for w in words for f in sorted((REAL_DATA / w).glob("*.wav"))[:12]]
+    np.random.default_rng(0).shuffle(files)
+    clips = [read_wav(f).samples.astype(np.float32) / (32768.0 if read_wav(f).samples.dtype == np.int16 else 1.0)
+             for f in files]
+    for audio in (np.concatenate(clips), _padded(clips, seed=0)):
+        tel = DetectorTelemetry.for_manifest(bundle.manifest)
+        det = KeywordDetector(bundle, telemetry=tel)
+        for start in range(0, audio.size, 1600):
+            det.process(audio[start:start + 1600])
+        d = tel.drift()
+        assert d["score"] is not None and d["flag"] is False, d
+    assert d["silent_frames"] > 0  # the padded stream's zeros were set aside

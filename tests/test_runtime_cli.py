@@ -103,14 +103,54 @@ def test_classify_long_file_says_it_was_cropped(kws, tone_bundle_path, tmp_wav):
 def test_info_table(kws, tone_bundle_path):
     code, out, err = kws("info", tone_bundle_path)
     assert code == 0 and err == ""
-    table = dict(line.split(None, 1) if "  " in line else (line, "") for line in out.splitlines())
-    for key in ("name", "version", "labels", "keywords", "features", "clip", "detector", "provenance"):
+    head = out.split("\n\n")[0]
+    table = dict(line.split(None, 1) for line in head.splitlines() if not line.startswith(" "))
+    for key in ("name", "version", "labels", "keywords", "features", "clip", "detector"):
         assert key in table, key
+    assert "\nprovenance:\n" in out
     assert "tone-test" in out and "_silence_, _unknown_, yes, no" in out
     assert "5,600 bytes" in out and "CONV_2D x2" in out and "not measured" in out
-    assert "accuracy=1" in out and "seed=0" in out
+    assert "accuracy: 1" in out and "seed: 0" in out
     code, out, _ = kws("info", tone_bundle_path, "--json")
     assert code == 0 and json.loads(out)["name"] == "tone-test"
+
+
+def test_info_without_an_argument_describes_the_default_bundle(kws, tone_bundle_path, monkeypatch):
+    from kws_edge import default_bundle_path, load_bundle
+
+    shipped = load_bundle(default_bundle_path()).manifest
+    code, out, err = kws("info")
+    assert code == 0 and err == ""
+    assert out.splitlines()[1].split() == ["name", shipped.name]
+    assert out.splitlines()[0].split()[-1] == str(default_bundle_path())
+    code, by_option, _ = kws("info", "--bundle", tone_bundle_path)  # --bundle like every other command
+    assert code == 0 and "tone-test" in by_option and by_option == kws("info", tone_bundle_path)[1]
+
+
+def test_info_is_sections_of_short_lines_and_json_keeps_everything(kws):
+    import kws_edge.cli.runtime as runtime
+    from kws_edge import default_bundle_path
+
+    code, out, _ = kws("info")
+    assert code == 0
+    lines = out.splitlines()
+    too_long = [line for line in lines if len(line) > runtime.INFO_WIDTH]
+    assert not too_long, too_long[:3]
+    for section in ("metrics:", "provenance:", "budgets:"):
+        assert section in lines, section
+    assert lines.index("metrics:") < lines.index("provenance:") < lines.index("budgets:")
+    assert "    git_commit: " in out and "  budget model_bytes: " in out
+    code, js, _ = kws("info", "--json")  # --json: the whole manifest, nothing elided
+    shipped = json.loads((default_bundle_path() / "manifest.json").read_text())
+    assert code == 0 and json.loads(js) == json.loads(json.dumps(shipped))
+
+
+def test_the_shipped_manifest_holds_no_absolute_path():
+    from kws_edge import default_bundle_path
+    from kws_edge.portable import absolute_paths_in
+
+    manifest = json.loads((default_bundle_path() / "manifest.json").read_text())
+    assert absolute_paths_in(manifest) == []
 
 
 def test_info_names_the_weight_scales_of_an_int8_model(kws, tone_bundle_path):
@@ -244,7 +284,7 @@ def test_missing_default_bundle_is_a_clear_error(kws, tmp_path, monkeypatch, ton
     (["listen", "--seconds", "-3"], "--seconds"),
     (["listen", "--seconds", "soon"], "--seconds"),
     (["nonsense"], "No such command"),
-    (["info"], "Missing argument"),
+    (["info", "a", "--bundle", "b"], "two bundles given"),
 ])
 def test_usage_errors_are_one_line(kws, argv, match):
     code, out, err = kws(*argv)
@@ -301,6 +341,6 @@ def test_info_shows_budgets_and_measured_figures(kws, tone_bundle, tmp_path):
     code, out, err = kws("info", tmp_path / "b")
     assert code == 0 and err == ""
     assert "12,345 bytes peak" in out and "67,890 per inference" in out
-    assert "device=raspberry-pi-4b, within_budget=False" in out
+    assert "  device: raspberry-pi-4b\n  within_budget: False\n" in out
     assert "flash_bytes: 5.5 KiB of 976.6 KiB, ok (static)" in out
     assert "peak_activation_bytes: 293.0 KiB of 256.0 KiB, OVER (static)" in out

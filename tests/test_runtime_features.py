@@ -155,3 +155,54 @@ def test_multichannel_input_is_refused_not_interleaved():
     with pytest.raises(AudioFormatError, match="mono"):
         mfcc(np.zeros((1000, 2), np.float32))
     assert StreamingMfcc().process(np.zeros((1000, 1), np.float32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("n_filters, fft_size, rate, low, high", [(40, 1024, 16000, 20.0, 7600.0),
+                                                                  (26, 512, 8000, 0.0, 4000.0),
+                                                                  (64, 2048, 16000, 60.0, 8000.0)])
+def test_mel_filterbank_equals_python_speech_features(n_filters, fft_size, rate, low, high):
+    """Our filterbank (no scipy) is psf's get_filterbanks value for value."""
+    from python_speech_features.base import get_filterbanks
+
+    from kws_edge.features import mel_filterbank
+
+    ours = mel_filterbank(n_filters, fft_size, rate, low, high)
+    ref = get_filterbanks(n_filters, fft_size, rate, low, high)
+    assert ours.shape == ref.shape
+    assert np.array_equal(ours, ref)
+
+
+def test_features_need_no_scipy_or_psf():
+    """The device path (features and the streaming detector) imports neither scipy nor python_speech_features."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import kws_subprocess_env
+
+    code = textwrap.dedent("""
+        import sys, importlib.abc
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("scipy", "python_speech_features"):
+                    raise ImportError(f"{name} is blocked in this test")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from kws_edge import KeywordDetector
+        from kws_edge.audio import resample
+        from kws_edge.features import mfcc
+        det = KeywordDetector.from_bundle()
+        x = (0.1 * np.random.default_rng(0).standard_normal(3 * 16000)).astype(np.float32)
+        for s in range(0, len(x), 160):
+            det.process(x[s:s + 160])
+        assert mfcc(x).shape == (149, 10)
+        assert resample(x[:8000], 8000, 16000).shape == (16000,)
+        print("ok", sorted(m for m in sys.modules if m.split(".")[0] in ("scipy", "python_speech_features")))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=kws_subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "ok []" in proc.stdout

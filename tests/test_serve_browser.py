@@ -234,3 +234,52 @@ def test_page_reports_a_lost_server_and_recovers_history_on_reconnect(tmp_path):
             server.communicate()
     assert state == "ended"
     assert text.startswith("file short.wav ended after 2.0 s") and text.endswith("(server stopped)")
+
+
+def test_page_shows_source_level_and_last_event_at_once_without_the_live_stream(tmp_path):
+    """The served page carries the state: with /events blocked it still shows what is going on."""
+    import urllib.request
+
+    wav = tmp_path / "done.wav"
+    write_wav(wav, tones.stream([("yes", 0.5)], 2.0, np.random.default_rng(2)), 16000)
+    server, url = start_serve("--bundle", str(TONE_BUNDLE), "--source", str(wav), "--speed", "0")
+    for _ in range(100):  # the file is processed at once (--speed 0)
+        if json.load(urllib.request.urlopen(url + "api/state", timeout=10))["status"]["state"] == "ended":
+            break
+        time.sleep(0.1)
+    browser = Chromium()
+
+    async def scenario() -> dict:
+        async with aiohttp.ClientSession() as session:
+            await browser.connect(session)
+            await browser.send("Network.enable")
+            await browser.send("Network.setBlockedURLs", urls=["*/events*"])  # no Server-Sent Events at all
+            await browser.send("Page.navigate", url=url)
+            await browser.wait_for("document.readyState === 'complete'")
+            page = await browser.js(
+                "({bundle: document.getElementById('bundle').textContent,"
+                " source: document.getElementById('source').textContent,"
+                " state: document.getElementById('status').dataset.state,"
+                " status: document.getElementById('status').textContent,"
+                " level: document.getElementById('level-text').textContent,"
+                " events: [...document.querySelectorAll('#events li')].map(li => li.textContent),"
+                " telemetry: document.querySelectorAll('#telemetry tr').length,"
+                " streamed: kws.framesReceived})")
+            shot = await browser.send("Page.captureScreenshot", format="png")
+            (tmp_path / "at_once.png").write_bytes(base64.b64decode(shot["data"]))
+            return page
+
+    try:
+        page = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        browser.close()
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=20)
+    assert page["streamed"] == 0  # nothing came over the live stream: all of this is the served state
+    assert page["bundle"].startswith("model tone-test") and "connecting" not in page["bundle"]
+    assert page["source"].startswith("source: ") and "done.wav" in page["source"]
+    assert page["state"] == "ended" and "done.wav ended after 2.0 s" in page["status"]
+    assert "dBFS rms" in page["level"]
+    assert len(page["events"]) == 1 and page["events"][0].startswith("yes score ")
+    assert page["telemetry"] > 5
+    assert browser.exceptions == []

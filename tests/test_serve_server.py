@@ -357,3 +357,14 @@ def test_requests_for_another_host_name_are_refused(detector, yes_wav):
     (status, text), local = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert status == 403 and "not 'evil.example'" in text
     assert local == 200
+
+
+def test_the_page_embeds_its_state_safely():
+    from kws_edge.web.server import INITIAL_STATE_TAG, page_html, page_with_state
+
+    assert INITIAL_STATE_TAG in page_html()
+    state = {"bundle": {"description": "</script><script>alert(1)</script>"}, "frames": [], "detections": []}
+    page = page_with_state(state).decode()
+    assert "<script>alert(1)" not in page and page.count("</script>") == page_html().decode().count("</script>")
+    embedded = page.split('<script id="kws-initial" type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(embedded) == state

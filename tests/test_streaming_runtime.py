@@ -17,7 +17,7 @@ import pytest
 
 from kws_edge.bundle import load_bundle
 from kws_edge.detector import KeywordDetector, detect_samples
-from kws_edge.errors import BundleError, ConfigError
+from kws_edge.errors import AudioFormatError, BundleError, ConfigError
 from kws_edge.features import mfcc
 from kws_edge.model import KwsModel
 from kws_edge.smoothing import DetectorConfig, PosteriorSmoother
@@ -332,3 +332,66 @@ def test_interval_ms_needs_a_streaming_model_and_a_positive_value(bundle):
     # a loaded bundle works as well as a path
     loaded = KeywordDetector.from_bundle(bundle, interval_ms=300.0, thresholds=0.5)
     assert loaded.streaming.blocks_per_call == 3 and set(loaded.config.thresholds.values()) == {0.5}
+
+
+# ----------------------------------------------------------------------------- cheap held chunks (issue 21)
+
+def _posteriors_by_call(det: KeywordDetector, chunks) -> tuple[list, list]:
+    events, rows = [], []
+    det.reset()
+    for c in chunks:
+        events += [d.to_dict() for d in det.process(c)]
+        rows.append((det.n_evaluations, det.last_posteriors.tolist()))
+    return events, rows
+
+
+def test_int16_float32_and_mixed_chunks_give_the_same_detections(bundle, tone_stream):
+    """int16 chunks are held as int16 and converted inside the MFCC: the same numbers as float32 chunks of
+    the same samples, and a stream that switches type half-way changes nothing either."""
+    audio16 = (np.clip(tone_stream[: 16000 * 12], -1, 1) * 32767).astype(np.int16)
+    audio32 = audio16.astype(np.float32) / np.float32(32768)
+    det = KeywordDetector(bundle)
+    chunk = 480
+    as16 = [audio16[i:i + chunk] for i in range(0, len(audio16), chunk)]
+    as32 = [audio32[i:i + chunk] for i in range(0, len(audio32), chunk)]
+    mixed = [a if (i // 3) % 2 else b for i, (a, b) in enumerate(zip(as16, as32))]
+    ref = _posteriors_by_call(det, as32)
+    assert len(ref[0]) >= 4
+    assert _posteriors_by_call(det, as16) == ref
+    assert _posteriors_by_call(det, mixed) == ref
+
+
+def test_held_chunks_are_copied_so_callers_may_reuse_their_buffer(bundle, tone_stream):
+    """A microphone callback refills one buffer: a chunk held until the interval completes must not change."""
+    audio = tone_stream[: 16000 * 12]
+    det = KeywordDetector(bundle)
+    ref = _posteriors_by_call(det, [audio[i:i + 160] for i in range(0, len(audio), 160)])
+    buf = np.empty(160, np.float32)
+
+    def reused():
+        for i in range(0, len(audio), 160):
+            part = audio[i:i + 160]
+            if len(part) < len(buf):
+                yield part.copy()
+                return
+            buf[:] = part
+            yield buf
+
+    assert _posteriors_by_call(det, reused()) == ref
+
+
+def test_a_bad_chunk_is_refused_at_once_and_loses_no_held_audio(bundle, tone_stream):
+    audio = tone_stream[: 16000 * 6]
+    det = KeywordDetector(bundle)
+    ref = _posteriors_by_call(det, [audio[i:i + 160] for i in range(0, len(audio), 160)])
+    det.reset()
+    events, rows = [], []
+    for k, i in enumerate(range(0, len(audio), 160)):
+        if k == 7:  # mid-interval: chunks are being held
+            with pytest.raises(AudioFormatError, match="NaN"):
+                det.process(np.array([0.1, np.nan], np.float32))
+            with pytest.raises(AudioFormatError, match="float samples up to"):
+                det.process(np.full(10, 300.0, np.float32))
+        events += [d.to_dict() for d in det.process(audio[i:i + 160])]
+        rows.append((det.n_evaluations, det.last_posteriors.tolist()))
+    assert (events, rows) == ref

@@ -81,3 +81,16 @@ def test_metrics_edge_cases():
     assert only_kw["recall"]["yes"] == 0.0
     with pytest.raises(ValueError):
         confusion_matrix([0, 5], [0, 1], 4)
+
+
+def test_kws_train_help_lists_every_registered_architecture(capsys):
+    from kws_edge.training.cli import main
+    from kws_edge.training.models import ARCHITECTURES
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # click re-wraps the help text
+    assert exit_info.value.code == 0
+    assert "tcn" in ARCHITECTURES
+    for name in ARCHITECTURES:
+        assert f" {name}," in out or f" {name}." in out, name

@@ -193,5 +193,6 @@ def test_cli_takes_teachers_and_reports_a_missing_one_in_one_line(teacher, modul
               "--distill-from", str(run.path), "-q", "--json"])
     assert exc.value.code == 0
     printed = json.loads(capsys.readouterr().out)
-    assert json.loads((module_cache / "cli-run" / "run.json").read_text())["distilled_from"][0]["path"] == str(run.path)
+    # the teacher by name: run files hold no absolute path of this machine
+    assert json.loads((module_cache / "cli-run" / "run.json").read_text())["distilled_from"][0]["path"] == run.path.name
     assert printed["metrics"]["validation"]["accuracy"] >= 0.0

@@ -111,3 +111,31 @@ def hand_built_model(seed: int = 0, final_op: str = "SOFTMAX") -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def add_model(n_elements: int) -> bytes:
+    """float32: two (1, n) inputs -ADD-> (1, n). Three non-constant tensors live at once, no weights, no
+    scratch: in TFLite Micro the planned (head) part of the arena is exactly their bytes, 3 x 4 x n
+    (when 4n is a multiple of the 16-byte alignment), and nothing else of the arena depends on n."""
+    import flatbuffers
+
+    s = _schema()
+    tensors = []
+    for name in ("a", "b", "sum"):
+        t = s.TensorT()
+        t.name, t.shape, t.type, t.buffer = name.encode(), [1, int(n_elements)], s.TensorType.FLOAT32, 0
+        tensors.append(t)
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.ADD
+    code.version = 1
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
+    op.builtinOptionsType, op.builtinOptions = s.BuiltinOptions.AddOptions, s.AddOptionsT()
+    sg = s.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = tensors, [0, 1], [2], [op], b"main"
+    model = s.ModelT()
+    model.version = 3
+    model.operatorCodes, model.subgraphs, model.buffers = [code], [sg], [s.BufferT()]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -1,6 +1,6 @@
 """``kws-train``: train a yes/no model and write a run directory.
 
-    kws-train --data DIR|synthetic --out RUN_DIR [--config FILE.toml] [--model NAME]
+    kws-train --data DIR|synthetic [--data DIR ...] --out RUN_DIR [--config FILE.toml] [--model NAME]
               [--epochs N] [--seed S] [--overwrite] [--workers N] [--no-cache] [--json]
               [--strategy default|mirrored|multiworker] [--distill-from RUN_DIR ...]
 
@@ -23,6 +23,7 @@ import time
 import click
 
 from ..cli import run_cli
+from .models import ARCHITECTURES
 
 __all__ = ["main", "train_command"]
 
@@ -59,10 +60,12 @@ class _Bars:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data", "data", required=True, help="Speech Commands-layout folder, or 'synthetic'.")
+@click.option("--data", "data", required=True, multiple=True,
+              help="Speech Commands-layout folder, or 'synthetic'; repeat for several folders (one dataset, "
+                   "one speaker-hash split across them).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML recipe (see docs).")
-@click.option("--model", "model", help="Architecture: ds_cnn, ds_cnn_mlperf, tiny_conv, tc_resnet.")
+@click.option("--model", "model", help=f"Architecture: {', '.join(ARCHITECTURES)}.")
 @click.option("--epochs", type=int, help="Training epochs.")
 @click.option("--seed", type=int, help="Seed for every random choice.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in --out.")
@@ -82,7 +85,7 @@ def train_command(data, out, config_path, model, epochs, seed, overwrite, worker
     from .fit import train
     from .metrics import metrics_table
 
-    config = load_config(config_path, data=data, model=model, epochs=epochs, seed=seed,
+    config = load_config(config_path, data=data[0] if len(data) == 1 else tuple(data), model=model, epochs=epochs, seed=seed,
                          distill_from=tuple(distill_from) or None)
     bars = _Bars(enabled=not quiet and not as_json)
     start = time.perf_counter()

@@ -157,7 +157,9 @@ class SyntheticConfig:
 class TrainConfig:
     """A whole training recipe.
 
-    ``data`` is a Speech Commands-layout folder or ``"synthetic"``.
+    ``data`` is a Speech Commands-layout folder, a list of them (one dataset: one speaker-hash split
+    across all, see :func:`kws_edge.training.dataset.index_dataset`), or ``"synthetic"``; a list of
+    one folder is stored as that folder.
     ``silence_percentage`` / ``unknown_percentage`` size the silence and
     unknown classes of every split as a percentage of that split's keyword
     clips (the TensorFlow speech_commands convention; unknown is capped by
@@ -186,7 +188,7 @@ class TrainConfig:
     :mod:`kws_edge.training.distill`); empty is off.
     """
 
-    data: str = "synthetic"
+    data: str | tuple[str, ...] = "synthetic"
     labels: tuple[str, ...] = LABELS
     keywords: tuple[str, ...] = KEYWORDS
     features: MfccConfig = field(default_factory=MfccConfig)
@@ -217,6 +219,16 @@ class TrainConfig:
     distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, (tuple, list)):
+            if not self.data:
+                raise ConfigError("data is an empty list; give a dataset folder, a list of them, or \"synthetic\"")
+            if "synthetic" in self.data and len(self.data) > 1:
+                raise ConfigError("data: 'synthetic' cannot be combined with other folders; to mix synthetic "
+                                  "confusable words into real data set synthetic_negatives")
+            if len(set(self.data)) != len(self.data):
+                raise ConfigError(f"data lists a folder twice: {list(self.data)}")
+            # one folder is stored as that folder: the same recipe gives the same config hash either way
+            object.__setattr__(self, "data", self.data[0] if len(self.data) == 1 else tuple(self.data))
         if tuple(self.labels[:2]) != (SILENCE_LABEL, UNKNOWN_LABEL):
             raise ConfigError(f"labels must start with {SILENCE_LABEL!r}, {UNKNOWN_LABEL!r}; got {list(self.labels)}")
         if tuple(self.labels[2:]) != tuple(self.keywords):
@@ -265,6 +277,11 @@ class TrainConfig:
     @property
     def is_synthetic(self) -> bool:
         return self.data == "synthetic"
+
+    @property
+    def data_folders(self) -> tuple[str, ...]:
+        """The dataset folders as given (one or more; ``("synthetic",)`` for the synthetic set)."""
+        return (self.data,) if isinstance(self.data, str) else tuple(self.data)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:

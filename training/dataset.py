@@ -11,6 +11,12 @@ listed file goes to its list's split, and the other files of a listed speaker
 follow that speaker (so lists never split a speaker either); unlisted speakers
 use the hash (the method the official lists were made with).
 
+Several folders make one dataset (``TrainConfig.data`` as a list): every folder's clips are named
+``<folder name>/<word>/<file>``, read through a folder of links in the cache (so the rest of the
+pipeline sees one root), and split by the same speaker hash, so a speaker found in two folders lands
+in one split; a speaker listed in one folder's lists takes every folder's clips of that speaker along.
+The data manifest records each folder's content hash and no absolute path.
+
 Classes: the keywords; ``_unknown_`` drawn from every other word; ``_silence_``
 made of crops of the background-noise files at a wide range of loudness
 (``silence_levels_dbfs``) plus a share of digital zero. Each noise file is cut
@@ -22,10 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -42,6 +50,7 @@ __all__ = [
     "which_set",
     "speaker_of",
     "index_dataset",
+    "link_folders",
     "load_clip_audio",
     "NoiseBank",
     "synthetic_negative_clips",
@@ -110,6 +119,8 @@ class DatasetIndex:
     noise_files: list[dict] = field(default_factory=list)  # {"path", "sha256", "n_samples"}
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
     labels: tuple[str, ...] = ()
+    #: the folder names clip paths start with (several folders), or () for one folder
+    folder_names: tuple[str, ...] = ()
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]
@@ -144,10 +155,23 @@ class DatasetIndex:
         text = json.dumps({"files": files, "silence": self.silence()}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def folder_sha256(self) -> dict[str, str]:
+        """Each folder's own content hash (several folders): its files' content, label and split."""
+        out = {}
+        for name in self.folder_names:
+            files = [r for r in self.files() if r["path"].startswith(name + "/")]
+            text = json.dumps(files, sort_keys=True, separators=(",", ":"))
+            out[name] = hashlib.sha256(text.encode()).hexdigest()
+        return out
+
     def manifest(self) -> dict:
         """The run directory's ``data_manifest.json``."""
-        return {"root": str(self.root), "content_sha256": self.content_sha256, "files": self.files(),
-                "skipped": list(self.skipped), "counts": self.counts(), "silence": self.silence()}
+        out = {"root": str(self.root), "content_sha256": self.content_sha256, "files": self.files(),
+               "skipped": list(self.skipped), "counts": self.counts(), "silence": self.silence()}
+        if self.folder_names:
+            out["root"] = "+".join(self.folder_names)  # the link folder lives in this machine's cache
+            out["folders"] = [{"name": n, "content_sha256": h} for n, h in self.folder_sha256().items()]
+        return out
 
 
 def _read_list(path: Path) -> set[str]:
@@ -156,11 +180,13 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip().replace("\\", "/") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
-def _assign_splits(rel_paths: list[str], root: Path, config: TrainConfig) -> dict[str, str]:
+def _assign_splits(rel_paths: list[str], root: Path, config: TrainConfig,
+                   prefixes: tuple[str, ...] = ("",)) -> dict[str, str]:
     listed: dict[str, str] = {}
-    for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
-        for p in _read_list(root / name):
-            listed[p] = split
+    for prefix in prefixes:
+        for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+            for p in _read_list(root / prefix / name):
+                listed[prefix + p] = split
     speaker_split: dict[str, str] = {}
     for p, split in sorted(listed.items()):
         speaker_split.setdefault(speaker_of(p), split)
@@ -188,29 +214,73 @@ def _check_file(path: Path, sample_rate_hz: int) -> tuple[str, int, str]:
     return hashlib.sha256(data).hexdigest(), len(wav.samples), ""
 
 
-def index_dataset(root: str | Path, config: TrainConfig) -> DatasetIndex:
-    """Index ``root`` for ``config``'s labels and split settings; raises ``DataError``."""
+def _check_folder(root: Path) -> Path:
     root = Path(root).expanduser().absolute()
     if not root.exists():
         raise DataError(f"data folder {root} does not exist; pass --data DIR (Speech Commands layout) or synthetic")
     if not root.is_dir():
         raise DataError(f"data path {root} is not a folder; pass a Speech Commands-layout folder")
+    return root
+
+
+def link_folders(folders: Sequence[str | Path]) -> tuple[Path, tuple[str, ...]]:
+    """One root for several dataset folders: a folder of links ``<name> -> folder`` in the cache.
+
+    Names are the folders' own names, which must differ (they name the clips in manifests). The
+    link folder is keyed by the folders' absolute paths and made atomically, so runs may share it.
+    """
+    from .featurize import cache_root
+
+    roots = [_check_folder(f) for f in folders]
+    names = tuple(r.name for r in roots)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"two data folders are both named {dup[0]!r}; clips are named by their folder, so "
+                        "rename one (or link it under another name)")
+    key = hashlib.sha256("\0".join(str(r) for r in roots).encode()).hexdigest()[:16]
+    union = cache_root() / "data-links" / key
+    if not all((union / n).resolve() == r.resolve() for n, r in zip(names, roots)):
+        tmp = union.with_name(f".{key}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for n, r in zip(names, roots):
+            (tmp / n).symlink_to(r, target_is_directory=True)
+        shutil.rmtree(union, ignore_errors=True)
+        try:
+            os.replace(tmp, union)
+        except OSError:  # another run made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return union, names
+
+
+def index_dataset(root: str | Path | Sequence[str | Path], config: TrainConfig) -> DatasetIndex:
+    """Index ``root`` (a folder, or several as one dataset) for ``config``'s labels and splits; raises ``DataError``."""
+    if isinstance(root, (str, Path)) or len(root) == 1:
+        root = _check_folder(root if isinstance(root, (str, Path)) else root[0])
+        names: tuple[str, ...] = ()
+        prefixes = ("",)
+    else:
+        root, names = link_folders(root)
+        prefixes = tuple(n + "/" for n in names)
     sr = config.features.sample_rate_hz
-    word_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
-                       and p.name not in config.exclude_words)
-    missing = [k for k in config.keywords if not (root / k).is_dir() or not any((root / k).glob("*.wav"))]
+    word_dirs = sorted((p for prefix in prefixes for p in (root / prefix).iterdir()
+                        if p.is_dir() and not p.name.startswith((".", "_")) and p.name not in config.exclude_words),
+                       key=lambda p: (p.parent.name, p.name) if names else p.name)
+    missing = [k for k in config.keywords
+               if not any((root / prefix / k).is_dir() and any((root / prefix / k).glob("*.wav")) for prefix in prefixes)]
     if missing:
-        found = ", ".join(p.name for p in word_dirs[:8]) or "no word folders"
+        found = ", ".join(sorted({p.name for p in word_dirs})[:8]) or "no word folders"
+        where = " or ".join(str((root / p).resolve()) for p in prefixes)
         raise DataError(
-            f"no clips for keyword {missing[0]!r} in {root} (found: {found}); expected {root}/{missing[0]}/*.wav "
+            f"no clips for keyword {missing[0]!r} in {where} (found: {found}); expected {missing[0]}/*.wav "
             "in the Speech Commands layout"
         )
-    rel_paths = [f"{d.name}/{f.name}" for d in word_dirs for f in sorted(d.glob("*.wav"))]
-    splits = _assign_splits(rel_paths, root, config)
+    rel_paths = [f"{d.relative_to(root).as_posix()}/{f.name}" for d in word_dirs for f in sorted(d.glob("*.wav"))]
+    splits = _assign_splits(rel_paths, root, config, prefixes)
     clips: list[Clip] = []
     skipped: list[dict] = []
     for rel in rel_paths:
-        word = rel.split("/", 1)[0]
+        word = rel.split("/")[-2]
         sha, _, reason = _check_file(root / rel, sr)
         if reason:
             skipped.append({"path": rel, "reason": reason})
@@ -218,8 +288,10 @@ def index_dataset(root: str | Path, config: TrainConfig) -> DatasetIndex:
         label = word if word in config.keywords else UNKNOWN_LABEL
         clips.append(Clip(path=rel, label=label, speaker=speaker_of(rel), split=splits[rel], word=word, sha256=sha))
     noise = []
-    for f in sorted((root / NOISE_DIR).glob("*.wav")) if (root / NOISE_DIR).is_dir() else []:
-        rel = f"{NOISE_DIR}/{f.name}"
+    noise_paths = [f"{prefix}{NOISE_DIR}/{f.name}" for prefix in prefixes if (root / prefix / NOISE_DIR).is_dir()
+                   for f in sorted((root / prefix / NOISE_DIR).glob("*.wav"))]
+    for rel in noise_paths:
+        f = root / rel
         sha, n, reason = _check_file(f, sr)
         if reason or n < config.features.clip_samples * 10:
             skipped.append({"path": rel, "reason": reason or "noise file shorter than 10 clips"})
@@ -239,7 +311,8 @@ def index_dataset(root: str | Path, config: TrainConfig) -> DatasetIndex:
         pick = sorted(rng.choice(len(unknown), size=n_unknown, replace=False).tolist()) if n_unknown else []
         n_silence = int(round(config.silence_percentage / 100.0 * len(kw)))
         selected += kw + [unknown[i] for i in pick] + _silence_clips(split, n_silence, noise, config, rng)
-    return DatasetIndex(root=root, clips=selected, noise_files=noise, skipped=skipped, labels=tuple(config.labels))
+    return DatasetIndex(root=root, clips=selected, noise_files=noise, skipped=skipped, labels=tuple(config.labels),
+                        folder_names=names)
 
 
 def _portable(path: str) -> str:

@@ -35,8 +35,10 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..features import Normalization
+from ..portable import portable_path
 from .config import TrainConfig
 from .dataset import DatasetIndex
+from .tf_import import import_keras
 
 __all__ = ["Teachers", "load_teachers", "pack_targets", "distillation_loss", "packed_accuracy"]
 
@@ -97,7 +99,7 @@ def load_teachers(config: TrainConfig, index: DatasetIndex) -> Teachers | None:
     """
     if not config.distill_from:
         return None
-    import keras
+    keras = import_keras()
 
     from ..config import to_dict
     from .rundir import open_run
@@ -126,7 +128,7 @@ def load_teachers(config: TrainConfig, index: DatasetIndex) -> Teachers | None:
         teachers.append(_Teacher(
             path=path, model=keras.saving.load_model(path / "model.keras", compile=False),
             normalization=run.normalization(),
-            info={"path": str(path), "architecture": theirs.model.architecture, "width": theirs.model.width,
+            info={"path": portable_path(path), "architecture": theirs.model.architecture, "width": theirs.model.width,
                   "seed": theirs.seed, "config_sha256": info.get("config_sha256", ""),
                   "data_sha256": info.get("data_sha256", ""), "git_commit": info.get("git_commit", ""),
                   "validation_accuracy": run.metrics()["validation"]["accuracy"]}))

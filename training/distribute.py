@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .tf_import import import_keras
 
 __all__ = [
     "STRATEGIES",
@@ -277,7 +278,7 @@ class Distribution:
         (Also on non-chief workers, whose temporary write directory does not
         survive a restart.) Keras removes the folder when fit completes.
         """
-        import keras
+        keras = import_keras()
 
         return [keras.callbacks.BackupAndRestore(str(self._backup_dir()), save_freq="epoch",
                                                  double_checkpoint=True)]

@@ -22,6 +22,7 @@ from ..bundle import Bundle, Manifest, ModelFile, TensorSpec, load_bundle, save_
 from ..config import from_dict, to_dict
 from ..errors import ConfigError, RunError
 from ..model import KwsModel
+from ..portable import portable_path
 from .config import SILENCE_LABEL, TrainConfig
 from .dataset import NoiseBank, index_dataset
 from .featurize import clean_features
@@ -65,7 +66,7 @@ def config_for_bundle(bundle: Bundle) -> TrainConfig:
     return TrainConfig(labels=tuple(m.labels), keywords=tuple(m.keywords), features=m.features)
 
 
-def evaluate(*, data: str, bundle: str | Path | None = None, run: str | Path | None = None,
+def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, run: str | Path | None = None,
              stream: StreamConfig = StreamConfig(), split: str = "test", out_dir: str | Path | None = None,
              target_fa_per_hour: float | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
@@ -105,7 +106,7 @@ def evaluate(*, data: str, bundle: str | Path | None = None, run: str | Path | N
         streaming = evaluate_stream(b, ts, tolerance_ms=stream.tolerance_ms, target_fa_per_hour=target_fa_per_hour)
         if progress:
             progress("streaming", 1, 1)
-    result = {"source": source, "data": str(index.root), "split": split, "data_sha256": index.content_sha256,
+    result = {"source": source, "data": portable_path(index.manifest()["root"]), "split": split, "data_sha256": index.content_sha256,
               "clip": clip, "streaming": streaming, "stream_config": to_dict(stream)}
     if out_dir is not None:
         _write_outputs(Path(out_dir), result)

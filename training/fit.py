@@ -32,12 +32,14 @@ from .. import __version__
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..config import config_hash, to_dict
 from ..features import Normalization
+from ..portable import portable_path
 from . import rundir as rd
 from .augment import spec_augment
 from .config import SILENCE_LABEL, UNKNOWN_LABEL, TrainConfig
 from .dataset import DatasetIndex, index_dataset
 from .featurize import FeatureStats, augmented_features, clean_features
 from .metrics import clip_metrics
+from .tf_import import import_keras, import_tensorflow
 
 __all__ = ["train", "Progress", "git_commit", "resolve_data"]
 
@@ -62,10 +64,11 @@ def git_commit() -> str:
         return ""
 
 
-def resolve_data(config: TrainConfig, progress: Progress | None = None) -> Path:
-    """The dataset folder of ``config``: the given folder, or the (cached) synthetic set."""
+def resolve_data(config: TrainConfig, progress: Progress | None = None) -> Path | tuple[Path, ...]:
+    """The dataset folder of ``config`` (a tuple for several), or the (cached) synthetic set."""
     if not config.is_synthetic:
-        return Path(config.data).expanduser()
+        folders = tuple(Path(d).expanduser() for d in config.data_folders)
+        return folders[0] if len(folders) == 1 else folders
     from .synthetic import generate_synthetic_dataset
 
     cb = (lambda d, t: progress("synthesize", d, t)) if progress else None
@@ -85,14 +88,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _import_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ..errors import BackendUnavailableError
-
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise BackendUnavailableError("training needs TensorFlow: pip install 'kws-edge[train]'") from None
-    return tf
+    return import_tensorflow("training")
 
 
 def _loss(config: TrainConfig, tf, keras):
@@ -123,7 +119,7 @@ def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Pr
                epoch_data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None):
     """Fit; ``epoch_data(epoch)`` (if given, default strategy only) replaces the training arrays per epoch."""
     tf = _import_tf()
-    import keras
+    keras = import_keras()
 
     from .models import build_model
 
@@ -231,7 +227,7 @@ _BN_RECALIBRATION_SAMPLES = 16384
 
 
 def _batchnorm_layers(layer) -> list:
-    import keras
+    keras = import_keras()
 
     found = []
     for sub in getattr(layer, "layers", []):
@@ -321,8 +317,7 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     if config.distill_from and dist is not None and not dist.is_default:
         raise ConfigError("distill_from needs the default strategy (one process); leave it empty to distribute")
     rd.check_run_dir(out_dir, overwrite=overwrite)
-    root = resolve_data(config, progress) if config.is_synthetic else Path(config.data).expanduser()
-    index = index_dataset(root, config)  # DataError before the run directory is touched
+    index = index_dataset(resolve_data(config, progress), config)  # DataError before the run directory is touched
     negatives = _add_synthetic_negatives(index, config, progress)
     from .distill import load_teachers
 
@@ -485,11 +480,11 @@ def _add_synthetic_negatives(index: DatasetIndex, config: TrainConfig, progress:
 def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: FeatureStats,
                    timings: dict[str, float], model, n_train_samples: int, negatives: dict[str, Any],
                    distribution: dict[str, Any] | None = None) -> None:
-    import keras
-    import tensorflow as tf
+    keras = import_keras()
+    tf = import_tensorflow()
 
     atomic_write_json(out / rd.SUMMARY_JSON, {
-        "data_root": str(index.root),
+        "data_root": portable_path(index.manifest()["root"]),
         "counts": index.counts(),
         "n_skipped": len(index.skipped),
         "synthetic_negatives": negatives,

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .config import ModelConfig
+from .tf_import import import_keras
 
 __all__ = ["ArchitectureSpec", "ARCHITECTURES", "build_model", "build_inference_model", "inference_clone",
            "preset"]
@@ -49,13 +50,7 @@ _BN_MOMENTUM = 0.9
 
 
 def _keras():
-    from ..errors import BackendUnavailableError
-
-    try:
-        import keras
-    except ImportError:
-        raise BackendUnavailableError("training needs TensorFlow: pip install 'kws-edge[train]'") from None
-    return keras
+    return import_keras("training")
 
 
 def _bn_relu(L, x):

@@ -50,7 +50,9 @@ from .. import __version__
 from ..atomic import atomic_write_json, deferred_sigint, pid_alive
 from ..config import config_hash, from_dict, load_toml, to_dict
 from ..errors import BudgetExceeded, ConfigError, KwsError
+from ..portable import portable_path
 from .config import TrainConfig
+from .tf_import import import_keras
 
 __all__ = [
     "STAGES",
@@ -113,7 +115,7 @@ def load_pipeline_config(path: Optional[str | Path], *, data: Optional[str] = No
             p = Path(data).expanduser()
             if not p.is_dir():
                 raise ConfigError(f"--data {data}: no such folder; pass a Speech Commands-layout folder or 'synthetic'")
-            data = str(p.resolve())
+            data = str(p)  # as given: run files and manifests hold no absolute path of this machine
         train = dataclasses.replace(train, data=data)
     if device is not None:
         pipe = dataclasses.replace(pipe, device=device)
@@ -233,7 +235,7 @@ class _Pipeline:
 
     # ---------------------------------------------------------------- ledger
     def _save_ledger(self) -> None:
-        self.ledger.update(format_version=LEDGER_FORMAT, out_dir=str(self.out.resolve()), updated_utc=_utc_now(),
+        self.ledger.update(format_version=LEDGER_FORMAT, out_dir=portable_path(self.out), updated_utc=_utc_now(),
                            code_version=self.code, config=to_dict(self.train_cfg), pipeline=to_dict(self.pipe_cfg))
         atomic_write_json(self.out / LEDGER_NAME, self.ledger)
 
@@ -306,7 +308,7 @@ class _Pipeline:
             "data": cfg.data, "synthetic": to_dict(cfg.synthetic) if cfg.is_synthetic else None,
             "seed": cfg.seed if cfg.is_synthetic else None, "labels": list(cfg.labels),
             "keywords": list(cfg.keywords), "sample_rate_hz": cfg.features.sample_rate_hz,
-            "fingerprint": None if cfg.is_synthetic else _folder_fingerprint(Path(cfg.data)),
+            "fingerprint": None if cfg.is_synthetic else [_folder_fingerprint(Path(d)) for d in cfg.data_folders],
             "splits": [cfg.silence_percentage, cfg.unknown_percentage, cfg.validation_percentage,
                        cfg.testing_percentage, cfg.synthetic_negatives],
             "exclude_words": list(cfg.exclude_words),
@@ -319,7 +321,7 @@ class _Pipeline:
             root = resolve_data(cfg, lambda stage, d, t: tick(d, t, stage))
             index = index_dataset(root, cfg)
             manifest = index.manifest()
-            return {"root": str(root), "content_sha256": manifest["content_sha256"], "counts": index.counts(),
+            return {"root": manifest["root"], "content_sha256": manifest["content_sha256"], "counts": index.counts(),
                     "n_files": len(manifest.get("files", [])), "n_skipped": len(index.skipped)}
 
         return self._run_stage("data", data_inputs, lambda: True, body)
@@ -609,7 +611,7 @@ def compare_runs(run_a: Path, run_b: Path) -> dict[str, Any]:
     Tolerances: every weight within ``REPRO_WEIGHT_ATOL`` (absolute), every
     number in metrics.json within ``REPRO_METRIC_ATOL``.
     """
-    import keras
+    keras = import_keras()
 
     ma = json.loads((run_a / "metrics.json").read_text())
     mb = json.loads((run_b / "metrics.json").read_text())

@@ -73,17 +73,18 @@ def plot_confusion_matrix(metrics: dict[str, Any], path: str | Path, title: str 
 
 
 def plot_det_curve(points: list[dict[str, float]], path: str | Path, title: str = "",
-                   selected: dict[str, float] | None = None) -> None:
-    """False-reject rate against false accepts per hour, one point per threshold."""
+                   selected: dict[str, float] | None = None) -> list[float]:
+    """False-reject rate against false accepts per hour, one point per threshold.
+
+    Thresholds are written next to their points where the labels do not overlap
+    (:func:`place_threshold_labels`); returns the thresholds that got a label.
+    """
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     try:
         fa = [p["false_accepts_per_hour"] for p in points]
         frr = [100 * p["false_reject_rate"] for p in points]
         ax.plot(fa, frr, "o-", ms=3)
-        for p in points[:: max(1, len(points) // 6)]:
-            ax.annotate(f"{p['threshold']:.2f}", (p["false_accepts_per_hour"], 100 * p["false_reject_rate"]),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
         if selected:
             ax.plot([selected["false_accepts_per_hour"]], [100 * selected["false_reject_rate"]], "r*", ms=12,
                     label="selected")
@@ -93,6 +94,41 @@ def plot_det_curve(points: list[dict[str, float]], path: str | Path, title: str 
         ax.set_ylabel("false-reject rate (%)")
         ax.set_title(title or "DET curve (labels: threshold)")
         ax.grid(alpha=0.3)
+        labelled = [t for t, _ in place_threshold_labels(ax, points)]
         _save(fig, Path(path))
+        return labelled
     finally:
         plt.close(fig)
+
+
+#: free space kept around each threshold label, in display pixels
+_LABEL_GAP_PX = 2.0
+
+
+def place_threshold_labels(ax, points: list[dict[str, float]]) -> list[tuple[float, Any]]:
+    """Label DET points with their thresholds, skipping any label that would overlap one already placed.
+
+    Call it once the axes' limits and scales are final. The curve's two ends are
+    labelled first, then the points in threshold order; where points crowd
+    together (thresholds 0.3-0.7 often share a false-accept rate; 0.9-0.98 sit
+    close on the log axis) only the first of them keeps its label. Returns
+    ``[(threshold, label bounding box in display pixels)]`` of the labels kept.
+    """
+    if not points:
+        return []
+    ax.figure.canvas.draw()  # final limits and layout, so display positions are those of the saved figure
+    renderer = ax.figure.canvas.get_renderer()
+    order = sorted(range(len(points)), key=lambda i: points[i]["threshold"])
+    order = [order[0], order[-1], *order[1:-1]] if len(order) > 1 else order
+    kept: list[tuple[float, Any]] = []
+    for i in order:
+        p = points[i]
+        ann = ax.annotate(f"{p['threshold']:.2f}", (p["false_accepts_per_hour"], 100 * p["false_reject_rate"]),
+                          fontsize=7, xytext=(3, 3), textcoords="offset points")
+        box = ann.get_window_extent(renderer).expanded(1.0, 1.0).padded(_LABEL_GAP_PX)
+        if any(box.overlaps(other) for _, other in kept):
+            ann.remove()
+            continue
+        kept.append((float(p["threshold"]), box))
+    kept.sort(key=lambda tb: tb[0])
+    return kept

@@ -19,6 +19,7 @@ from ..config import from_dict
 from ..errors import ConfigError, RunError
 from ..features import Normalization
 from .config import TrainConfig
+from .tf_import import import_keras
 
 __all__ = [
     "FORMAT_VERSION",
@@ -110,7 +111,7 @@ class RunDir:
 
     def load_keras_model(self):
         """The float Keras model (dynamic batch); imports TensorFlow."""
-        import keras
+        keras = import_keras()
 
         path = self.path / MODEL_KERAS
         if not path.is_file():

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from kws_edge.errors import ConfigError
+from .tf_import import import_keras
 
 __all__ = [
     "Mode",
@@ -203,7 +204,7 @@ def build(config: TcnConfig, mode: Mode = Mode.NON_STREAM, *, batch_size: int | 
     while fitting); ``batch_size=1`` gives the batch-1 graph the converter wants.
     ``STREAM_EXTERNAL`` always has batch size 1.
     """
-    import keras
+    keras = import_keras()
     from keras import layers
 
     stream = mode is Mode.STREAM_EXTERNAL

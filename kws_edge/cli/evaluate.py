@@ -27,7 +27,8 @@ def _snr_band(edges) -> str:
 
 
 @cli.command("evaluate")
-@click.option("--data", required=True, help="Speech Commands-layout folder, or 'synthetic'.")
+@click.option("--data", required=True, multiple=True,
+              help="Speech Commands-layout folder, or 'synthetic'; repeat for several folders (as in kws-train).")
 @click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory to evaluate.")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Training run directory to evaluate.")
 @click.option("--stream-minutes", type=float, default=10.0, show_default=True,
@@ -56,7 +57,7 @@ def evaluate_command(data, bundle_dir, run_dir, stream_minutes, split, target_fa
         raise ConfigError(f"--stream-minutes={stream_minutes} must be > 0")
     if out_dir is None and run_dir is not None:
         out_dir = str(Path(run_dir) / "evaluation")
-    result = evaluate(data=data, bundle=bundle_dir, run=run_dir, split=split, out_dir=out_dir,
+    result = evaluate(data=data[0] if len(data) == 1 else tuple(data), bundle=bundle_dir, run=run_dir, split=split, out_dir=out_dir,
                       stream=StreamConfig(minutes=stream_minutes, seed=seed), target_fa_per_hour=target_fa_per_hour)
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,31 +21,57 @@ from . import cli
 
 
 class _StageDisplay:
-    """One line per stage on stderr; a live progress line within a stage on a terminal."""
+    """One line per stage on stderr, and progress within a stage (training epochs, features, ...).
 
-    def __init__(self, quiet: bool) -> None:
+    On a terminal a live line shows the step and an ETA; otherwise (a log, CI) one line per step when a
+    step is long (at most 100 steps, such as epochs) and one per tenth of the way for many small steps.
+    """
+
+    def __init__(self, quiet: bool, tty: Optional[bool] = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.quiet = quiet
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.clock = clock
         self._live = False
         self._last = 0.0
+        self._step = ("", "")  # (stage, message) of the progress being shown
+        self._step_t0 = 0.0  # when it began: the previous event of another kind
+        self._step_printed = -1
+        self._prev_t = clock()
 
     def _clear(self) -> None:
         if self._live:
             click.echo("\r\033[K", nl=False, err=True)
             self._live = False
 
+    def _progress_text(self, e: Any, now: float) -> str:
+        text = f"{e.message} {e.done}/{e.of}" if e.of else e.message
+        elapsed = now - self._step_t0
+        if e.of and 0 < e.done < e.of and elapsed > 0:
+            text += f", {elapsed:.0f} s so far, ETA {elapsed / e.done * (e.of - e.done):.0f} s"
+        elif e.of and e.done >= e.of:
+            text += f", {elapsed:.0f} s"
+        return text
+
     def __call__(self, e: Any) -> None:
+        now = self.clock()
+        if e.kind == "progress" and (e.stage, e.message) != self._step:
+            self._step, self._step_t0, self._step_printed = (e.stage, e.message), self._prev_t, -1
+        self._prev_t = now
         if self.quiet:
             return
         tag = f"[{e.index}/{e.total}] {e.stage:<15}"
         if e.kind == "progress":
-            now = time.monotonic()
-            if not self.tty or now - self._last < 0.2:
+            if self.tty:
+                if now - self._last < 0.2 and e.done < e.of:
+                    return
+                self._last = now
+                click.echo(f"\r\033[K{tag} {self._progress_text(e, now)}", nl=False, err=True)
+                self._live = True
                 return
-            self._last = now
-            frac = f"{e.done}/{e.of}" if e.of else ""
-            click.echo(f"\r\033[K{tag} {e.message} {frac}", nl=False, err=True)
-            self._live = True
+            every = 1 if e.of <= 100 else max(1, e.of // 10)
+            if e.of and e.done > self._step_printed and (e.done == e.of or e.done // every > self._step_printed // every):
+                self._step_printed = e.done
+                click.echo(f"{tag} {self._progress_text(e, now)}", err=True)
             return
         self._clear()
         if e.kind == "start":
@@ -103,7 +130,7 @@ def pipeline(data: Optional[str], device: Optional[str], out_dir: Path, config_p
     if register_dir is not None:
         from ..registry import ModelRegistry
 
-        entry, created = ModelRegistry(register_dir).add(Path(result["out_dir"]) / "bundle", stage="candidate",
+        entry, created = ModelRegistry(register_dir).add(Path(result["out_dir"]) / "bundle", new_stage="candidate",
                                                          note=f"kws pipeline --out {result['out_dir']}")
         result["registered"] = {"id": entry.id, "created": created, "registry": str(register_dir)}
     if as_json:
@@ -175,15 +202,26 @@ def _headline_metrics(e: Any) -> str:
 
 @registry.command("add")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--stage", type=click.Choice(["candidate", "production"]), default="candidate", show_default=True,
-              help="stage of the new version")
+@click.option("--stage", type=click.Choice(["candidate", "production"]), default=None,
+              help="put the version in this stage (default: a new version becomes candidate; an already "
+                   "registered one keeps its stages)")
 @click.option("--note", default="", help="free text stored with the version")
 @click.pass_obj
-def registry_add(reg: Any, bundle: Path, stage: str, note: str) -> None:
-    """Register a bundle (verified first); the same content twice is the same version."""
-    entry, created = reg.add(bundle, stage=stage, note=note)
-    verb = "registered" if created else "already registered"
-    click.echo(f"{verb} {entry.id} ({entry.name} {entry.version}); stages: {', '.join(entry.stages) or 'none'}")
+def registry_add(reg: Any, bundle: Path, stage: Optional[str], note: str) -> None:
+    """Register a bundle (verified first); the same content twice is the same version.
+
+    A new version becomes candidate. Adding a bundle that is already registered
+    changes no stage (a newer candidate stays candidate) unless --stage says so.
+    """
+    entry, created = reg.add(bundle, stage=stage, new_stage="candidate", note=note)
+    stages = ", ".join(entry.stages) or "none"
+    if created:
+        click.echo(f"registered {entry.id} ({entry.name} {entry.version}); stages: {stages}")
+    elif stage is None:
+        click.echo(f"already registered {entry.id} ({entry.name} {entry.version}); stages: {stages} "
+                   "(unchanged; --stage candidate|production to move one here)")
+    else:
+        click.echo(f"already registered {entry.id} ({entry.name} {entry.version}); stages: {stages}")
     if getattr(reg, "interrupted_after_commit", False):
         click.echo(f"note: Ctrl-C arrived after {entry.id} was committed; it is registered", err=True)
 

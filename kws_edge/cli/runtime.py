@@ -277,28 +277,44 @@ def listen(bundle_dir: Path | None, device: str | None, seconds: float | None, a
 
 
 @cli.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=click.Path(path_type=Path), required=False)
+@click.option("--bundle", "bundle_opt", type=click.Path(path_type=Path), default=None, help=_BUNDLE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="print the whole manifest as JSON")
-def info(bundle: Path, as_json: bool) -> None:
-    """Summary of a bundle's manifest (verifies the model's hash first)."""
+def info(bundle: Path | None, bundle_opt: Path | None, as_json: bool) -> None:
+    """What is in a bundle (default: the shipped one): model, detector, metrics, provenance, budgets.
+
+    BUNDLE or --bundle DIR names the bundle; the model's hash is verified first.
+    Sections with short lines; --json prints the whole manifest.
+    """
     from ..config import to_dict
 
-    b = _load(bundle)
+    if bundle is not None and bundle_opt is not None and bundle != bundle_opt:
+        raise click.UsageError(f"two bundles given ({bundle} and --bundle {bundle_opt}); give one")
+    b = _load(bundle if bundle is not None else bundle_opt)
     _detector(b, None)  # what the runtime checks on top of the manifest: the models load and match it
     if as_json:
         click.echo(json.dumps(to_dict(b.manifest), indent=2))
         return
-    rows = _info_rows(b)
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
+    for line in _info_lines(b):
+        click.echo(line)
 
 
 def _num(n: int | float) -> str:
     return f"{n:,}" if n else "not measured"
 
 
-def _model_rows(prefix: str, m: Any, weight_scales: str = "") -> list[tuple[str, str]]:
+def _tflm_arena(manifest: Any, file: str) -> str:
+    """``; TFLM arena N bytes (measured, build)`` for a model measured in TFLite Micro, else ""."""
+    tflm = manifest.budgets.get("tflm") if isinstance(manifest.budgets, dict) else None
+    entry = (tflm.get("models") or {}).get(file) if isinstance(tflm, dict) else None
+    if not isinstance(entry, dict) or not entry.get("arena_bytes"):
+        return ""
+    build = tflm.get("build") or {}
+    return (f"; TFLM arena {_num(int(entry['arena_bytes']))} bytes (measured in {build.get('package', 'tflite-micro')} "
+            f"{build.get('version', '?')})")
+
+
+def _model_rows(prefix: str, m: Any, weight_scales: str = "", arena: str = "") -> list[tuple[str, str]]:
     ops = list(m.operators)
     counted = ", ".join(f"{op} x{ops.count(op)}" if ops.count(op) > 1 else op for op in dict.fromkeys(ops))
     q = lambda t: f"{list(t.shape)} {t.dtype}" + (f" (scale {t.scale:.6g}, zero point {t.zero_point})"  # noqa: E731
@@ -312,8 +328,8 @@ def _model_rows(prefix: str, m: Any, weight_scales: str = "") -> list[tuple[str,
         *([(f"{prefix}state", f"{len(m.extra_inputs)} state tensors, "
             f"{sum(int(np.prod(t.shape)) for t in m.extra_inputs):,} values")] if m.extra_inputs else []),
         (f"{prefix}operators", f"{len(ops)}: {counted}" if ops else "not recorded"),
-        (f"{prefix}activation", f"{_num(m.peak_activation_bytes)} bytes peak" if m.peak_activation_bytes
-         else "not measured"),
+        (f"{prefix}activation", (f"{_num(m.peak_activation_bytes)} bytes peak" if m.peak_activation_bytes
+                                 else "not measured") + arena),
         (f"{prefix}weights", f"{_num(m.weight_bytes)} bytes" if m.weight_bytes else "not measured"),
         (f"{prefix}MACs", f"{_num(m.macs_per_inference)} per inference" if m.macs_per_inference
          else "not measured"),
@@ -353,6 +369,62 @@ def _budget_line(r: Any) -> str:
     return f"{r['name']}: {value} of {limit}, {'ok' if r['passed'] else 'OVER'}{basis}"
 
 
+#: ``kws info`` lines are wrapped to this width; --json has everything at full length
+INFO_WIDTH = 100
+#: nested tables deeper than this are summarised on one (wrapped) line
+_INFO_DEPTH = 1
+
+
+def _wrap(head: str, text: str, indent: int) -> list[str]:
+    """``head  text`` wrapped to INFO_WIDTH, continuation lines indented under the text."""
+    import textwrap
+
+    pad = " " * indent
+    return textwrap.wrap(text, width=INFO_WIDTH, initial_indent=pad + head, subsequent_indent=pad + "    ",
+                         break_on_hyphens=False, break_long_words=False) or [pad + head.rstrip()]
+
+
+def _tree(data: dict[str, Any], indent: int = 2, depth: int = 0) -> list[str]:
+    """A JSON table as indented ``key: value`` lines; long lists (matrices, file lists) are left to --json."""
+    lines: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value and depth < _INFO_DEPTH:
+            lines.append(" " * indent + f"{key}:")
+            lines += _tree(value, indent + 2, depth + 1)
+        elif (isinstance(value, list) and value and len(value) <= 8 and all(isinstance(v, dict) for v in value)
+              and depth <= _INFO_DEPTH):
+            lines.append(" " * indent + f"{key}:")
+            for v in value:
+                lines += _wrap("- ", _flat(v), indent + 2)
+        elif isinstance(value, list) and (len(value) > 8 or any(isinstance(v, (list, dict)) for v in value)):
+            lines.append(" " * indent + f"{key}: {len(value)} items (--json)")
+        else:
+            lines += _wrap(f"{key}: ", _flat(value) if isinstance(value, (dict, list)) else _flat(value), indent)
+    return lines
+
+
+def _info_lines(b: Bundle) -> list[str]:
+    """``kws info``: the bundle's head as aligned rows, then metrics, provenance and budgets as sections."""
+    m = b.manifest
+    rows = _info_rows(b)
+    width = max(len(k) for k, _ in rows)
+    lines = [line for key, value in rows for line in _wrap(f"{key:<{width}}  ", value, 0)]
+    for section in ("metrics", "provenance", "budgets"):
+        data = getattr(m, section)
+        lines.append("")
+        if not data:
+            lines.append(f"{section}: none recorded")
+            continue
+        lines.append(f"{section}:")
+        if section == "budgets":
+            lines += _tree({k: v for k, v in data.items() if k != "results"})
+            for r in data.get("results", []) or []:
+                lines += _wrap("budget ", _budget_line(r), 2)
+        else:
+            lines += _tree(data)
+    return lines
+
+
 def _info_rows(b: Bundle) -> list[tuple[str, str]]:
     m = b.manifest
     f = m.features
@@ -379,28 +451,13 @@ def _info_rows(b: Bundle) -> list[tuple[str, str]]:
     ]
     conversion = m.provenance.get("conversion") if isinstance(m.provenance, dict) else None
     scales = str(conversion.get("weight_scales") or "") if isinstance(conversion, dict) else ""
-    rows += _model_rows("model ", m.model, scales)
+    rows += _model_rows("model ", m.model, scales, _tflm_arena(m, m.model.file))
     if m.streaming_model is not None:
-        rows += _model_rows("streaming ", m.streaming_model, scales)
+        rows += _model_rows("streaming ", m.streaming_model, scales, _tflm_arena(m, m.streaming_model.file))
     thresholds = ", ".join(f"{k} {d.threshold(k):g}" for k in m.keywords)
     rows.append(("detector", f"threshold {thresholds}; smoothing {d.smoothing_window_ms:g} ms; "
                              f"min count {d.min_count}; suppression {d.suppression_ms:g} ms; "
                              f"model every {d.stride_hops} hop(s)"))
-    for section in ("provenance", "metrics", "budgets"):
-        data = getattr(m, section)
-        if not data:
-            rows.append((section, "none recorded"))
-            continue
-        if section == "metrics":
-            for kind, values in data.items():
-                rows.append((f"metrics {kind}", _flat(values) if isinstance(values, dict) else _flat(values)))
-        elif section == "budgets":
-            head = {k: v for k, v in data.items() if k != "results"}
-            rows.append(("budgets", _flat(head)))
-            for r in data.get("results", []) or []:
-                rows.append(("  budget", _budget_line(r)))
-        else:
-            rows.append((section, _flat(data)))
     if m.attribution:
         rows.append(("attribution", m.attribution))
     return rows

@@ -68,6 +68,19 @@ def page_html() -> bytes:
     return resources.files(__package__).joinpath("index.html").read_bytes()
 
 
+#: where the page carries the state it was served with, rendered before the live stream connects
+INITIAL_STATE_TAG = b'<script id="kws-initial" type="application/json">null</script>'
+
+
+def page_with_state(state: dict[str, Any]) -> bytes:
+    """The page with ``state`` (the ``/api/state`` JSON) embedded, so it shows source, level and events at once."""
+    text = json.dumps(state, separators=(",", ":")).replace("<", "\\u003c")  # no "</script>" inside
+    page = page_html()
+    if INITIAL_STATE_TAG not in page:
+        raise RuntimeError("index.html lacks the initial-state tag")
+    return page.replace(INITIAL_STATE_TAG, INITIAL_STATE_TAG.replace(b">null<", b">" + text.encode() + b"<"))
+
+
 class LiveServer:
     """The live view of one detector over one source.
 
@@ -141,15 +154,19 @@ class LiveServer:
                 "dropped_events": self.dropped_events}
 
     # -- HTTP handlers -------------------------------------------------------
-    async def _index(self, request: web.Request) -> web.Response:
-        return web.Response(body=page_html(), content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
-
-    async def _state(self, request: web.Request) -> web.Response:
+    def state_now(self) -> dict[str, Any]:
+        """What ``/api/state`` returns and the page is rendered with: :meth:`hello` and fresh counters."""
         # fresh counters, not the last pushed ones (the pump's are plain numbers, safe to read here)
         counters = self._pump.counters() if self._pump is not None else {**self.state.counters,
                                                                           **self._extra_counters()}
-        return web.json_response({**self.hello(), "counters": counters})
+        return {**self.hello(), "counters": counters}
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(body=page_with_state(self.state_now()), content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    async def _state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state_now())
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -57,8 +57,8 @@ def _float_metrics(run_dir: Path, x: np.ndarray, y: np.ndarray, labels, keywords
     return clip_metrics(y, probs.argmax(axis=1), labels, keywords)
 
 
-def _unseen_words(bundle, root: Path, words: tuple[str, ...]) -> dict:
-    """Keyword false-accept rate on every clip of the held-out words (never trained on)."""
+def _unseen_words(bundle, folders: list[Path], words: tuple[str, ...]) -> dict:
+    """Keyword false-accept rate on every clip of the held-out words (never trained on) in any data folder."""
     from kws_edge.audio import read_wav
     from kws_edge.model import KwsModel
 
@@ -67,7 +67,7 @@ def _unseen_words(bundle, root: Path, words: tuple[str, ...]) -> dict:
     per_word = {}
     total = accepted = 0
     for w in words:
-        files = sorted((root / w).glob("*.wav"))
+        files = sorted(f for root in folders for f in (root / w).glob("*.wav"))
         n_fa = 0
         for f in files:
             scores = model.classify(read_wav(f, sample_rate_hz=model.features.sample_rate_hz).samples)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, type=Path)
     ap.add_argument("--bundle", required=True, type=Path, help="bundle written by kws-convert")
-    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--data", required=True, type=Path, nargs="+", help="the run's dataset folder(s)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--tune-minutes", type=float, default=45.0)
     ap.add_argument("--report-minutes", type=float, default=35.0)
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   run_detector, score_detections, select_thresholds)
 
     run = open_run(args.run)
-    config = dataclasses.replace(run.config(), data=str(args.data))
+    data = tuple(str(d) for d in args.data)
+    config = dataclasses.replace(run.config(), data=data[0] if len(data) == 1 else data)
     bundle = load_bundle(args.bundle)
     m = bundle.manifest
     labels, keywords = tuple(m.labels), tuple(m.keywords)
@@ -126,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
                   "int8": _clip_metrics_bundle(bundle, xv, yv, labels, keywords)}
     log("validation int8", json.dumps({k: validation["int8"][k] for k in ("accuracy", "recall",
                                                                           "keyword_false_accept_rate")}))
-    unseen = _unseen_words(bundle, args.data, tuple(config.exclude_words)) if config.exclude_words else None
+    unseen = _unseen_words(bundle, list(args.data), tuple(config.exclude_words)) if config.exclude_words else None
     if unseen:
         log("unseen words", unseen["keyword_false_accept_rate"])
 
-    index = index_dataset(args.data, config)
+    index = index_dataset(args.data if len(args.data) > 1 else args.data[0], config)
     noise = NoiseBank(index.root, index.noise_files, config) if index.noise_files else None
     words = [c for c in index.split("validation") if c.label != SILENCE_LABEL]
     tune_cfg = StreamConfig(minutes=args.tune_minutes, seed=101)

@@ -11,7 +11,8 @@
 #   DATA        Speech Commands-layout folder (default ../shared/data/speech_commands_subset)
 #   WORK_DIR    where the runs and the converted bundle go (default: a new temporary folder)
 #   OUT_BUNDLE  the bundle to write (default kws_edge/default_bundle; with MODEL set, WORK_DIR/bundle)
-# Environment: SEED overrides the recipe's seed; EPOCHS its epochs (teachers too; for quick checks only);
+# Environment: ALLOW_DIRTY=1 builds the shipped bundle from a tree with uncommitted changes (refused
+#   otherwise; the manifest records the commit as "+dirty"); SEED overrides the recipe's seed; EPOCHS its epochs (teachers too; for quick checks only);
 #   TEACHER_SEEDS the teachers' seeds (default "1 2 3"; empty: no distillation); MODEL trains another
 #   architecture on the same recipe, without teachers (the references of RESULTS.md: MODEL=tiny_conv for
 #   TensorFlow's micro_speech model, MODEL=ds_cnn_mlperf for the MLPerf Tiny DS-CNN). Those have no
@@ -30,6 +31,17 @@ if [[ -n "${MODEL:-}" && "${MODEL}" != tcn ]]; then
     extra+=(--model "$MODEL")
     convert_extra=(--allow-over-budget)
     out="${3:-$work/bundle}"  # a reference never replaces the shipped bundle by default
+fi
+# A shipped bundle records the commit it was built from; it must be a clean one. Refuse to write
+# kws_edge/default_bundle from a tree with uncommitted changes unless ALLOW_DIRTY=1 says so (the
+# manifest then records the commit with "+dirty", truthfully).
+repo="$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || true)"
+if [[ -n "$repo" && "$(cd "$(dirname "$out")" 2>/dev/null && pwd)/$(basename "$out")" == "$repo/kws_edge/default_bundle" \
+      && "${ALLOW_DIRTY:-0}" != 1 ]] && ! git -C "$repo" diff --quiet HEAD; then
+    echo "error: the working tree has uncommitted changes; a shipped bundle is built from a clean commit" \
+         "(commit or stash them, or set ALLOW_DIRTY=1 to build anyway: the manifest then says +dirty)" >&2
+    [[ -z "${2:-}" ]] && rmdir "$work" 2>/dev/null
+    exit 2
 fi
 mkdir -p "$work"
 teachers=()
