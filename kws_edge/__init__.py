@@ -1,8 +1,8 @@
 """kws-edge: on-device keyword spotting (runtime).
 
 The runtime needs numpy and one TFLite interpreter (and click for the CLI);
-it never imports TensorFlow. Reading WAV files needs scipy (the ``wav``
-extra). Training (``kws_edge.training``)
+it never imports TensorFlow, nor scipy (WAV files are read by kws_edge.audio's own block reader).
+Training (``kws_edge.training``)
 and conversion (``kws_edge.converters``) come with the ``train`` extra.
 """
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from .errors import KwsError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_directory", "DiskFullError"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_copy_file", "atomic_directory",
+           "DiskFullError", "is_disk_full", "disk_full_error", "deferred_sigint", "pid_alive"]
 
 
 class DiskFullError(KwsError):
@@ -27,9 +28,27 @@ class DiskFullError(KwsError):
     exit_code = 1
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception it was raised from is "no space left" (libraries wrap OSError)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def disk_full_error(path: str | Path) -> DiskFullError:
+    return DiskFullError(f"no space left on the device while writing {path}; free some space and retry")
+
+
 def _raise_os(exc: OSError, path: Path) -> None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise DiskFullError(f"no space left on the device while writing {path}; free some space and retry") from None
+        raise disk_full_error(path) from None
     raise KwsError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
@@ -59,6 +78,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_copy_file(src: str | Path, dst: str | Path) -> None:
+    """Copy a (small) file atomically: a full disk leaves no empty or partial ``dst``."""
+    atomic_write_bytes(dst, Path(src).read_bytes())
 
 
 def _umask() -> int:
@@ -104,3 +128,36 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def deferred_sigint() -> Iterator[list[bool]]:
+    """While inside, Ctrl-C (SIGINT) sets ``flag[0]`` instead of raising: for the few statements that commit
+    a result and record it, so an interrupt cannot land between the two. Main thread only (else a no-op)."""
+    import signal
+    import threading
+
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (someone else's process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True

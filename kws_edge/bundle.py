@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .atomic import atomic_directory
-from .config import from_dict, to_dict
+from .config import from_dict, short_repr, to_dict
 from .errors import BundleError, ConfigError
 from .features import MfccConfig, Normalization
 from .portable import portable_json
@@ -39,7 +39,12 @@ __all__ = [
     "sha256_bytes",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: format 1 (no bundle digest) still loads, with a note; 2 adds ``bundle_sha256`` (see kws_edge.digest)
+READABLE_FORMATS = (1, 2)
+#: a manifest is a few tens of KB; one larger than this, or nested deeper, is damaged or hostile
+MAX_MANIFEST_BYTES = 4 * 2**20
+MAX_MANIFEST_DEPTH = 32
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.tflite"
 
@@ -95,6 +100,7 @@ class Manifest:
     budgets: dict[str, Any] = field(default_factory=dict)
     attribution: str = ""
     created_utc: str = ""
+    bundle_sha256: str = ""
 
     def to_json(self) -> str:
         return json.dumps(to_dict(self), indent=2) + "\n"
@@ -135,6 +141,8 @@ class Bundle:
     manifest: Manifest
     model_bytes: bytes
     streaming_model_bytes: bytes | None = None
+    #: things a user should know that do not stop the bundle from loading (e.g. a format-1 bundle has no digest)
+    notes: tuple[str, ...] = ()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -181,20 +189,12 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     if not path.is_dir():
         raise BundleError(f"bundle {path} is not a directory; a bundle is a directory with model.tflite and manifest.json")
     manifest_path = path / MANIFEST_NAME
-    try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"bundle {path} has no {MANIFEST_NAME}; it is not a kws-edge bundle") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON ({exc}); copy the bundle again") from None
-    except OSError as exc:
-        raise BundleError(f"cannot read {manifest_path}: {exc.strerror or exc}") from None
-    if not isinstance(raw, dict):
-        raise BundleError(f"{manifest_path} must hold a JSON object")
+    raw = _read_manifest_json(path, manifest_path)
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS or isinstance(version, bool):
         hint = "upgrade kws-edge" if isinstance(version, int) and version > FORMAT_VERSION else "re-run kws-convert"
-        raise BundleError(f"{manifest_path} has format_version {version!r}; this kws-edge reads {FORMAT_VERSION} ({hint})")
+        raise BundleError(f"{manifest_path} has format_version {short_repr(version)}; this kws-edge reads "
+                          f"{', '.join(map(str, READABLE_FORMATS))} ({hint})")
     try:
         manifest = Manifest.from_json_dict(raw)
     except ConfigError as exc:
@@ -202,7 +202,78 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     manifest.check()
     model = _read_model(path, manifest.model)
     streaming = _read_model(path, manifest.streaming_model) if manifest.streaming_model else None
-    return Bundle(path=path, manifest=manifest, model_bytes=model, streaming_model_bytes=streaming)
+    notes = _check_digest(raw, manifest, manifest_path, model, streaming)
+    return Bundle(path=path, manifest=manifest, model_bytes=model, streaming_model_bytes=streaming, notes=notes)
+
+
+def _read_manifest_json(path: Path, manifest_path: Path) -> dict[str, Any]:
+    """The manifest as a JSON object, refusing oversize, over-nested and non-JSON files with one message."""
+    try:
+        with manifest_path.open("rb") as fh:
+            data = fh.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise BundleError(f"bundle {path} has no {MANIFEST_NAME}; it is not a kws-edge bundle") from None
+    except OSError as exc:
+        raise BundleError(f"cannot read {manifest_path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{manifest_path} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB; a manifest is a few "
+                          "KB: copy the bundle again")
+    if _nesting_depth(data) > MAX_MANIFEST_DEPTH:
+        raise BundleError(f"{manifest_path} nests objects or lists deeper than {MAX_MANIFEST_DEPTH} levels; it is "
+                          "damaged: copy the bundle again")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{manifest_path} is not UTF-8 text ({exc.reason}); copy the bundle again") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and int() of a 5000-digit number
+        raise BundleError(f"{manifest_path} is not valid JSON ({str(exc)[:120]}); copy the bundle again") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{manifest_path} must hold a JSON object")
+    return raw
+
+
+def _nesting_depth(data: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of JSON bytes outside strings (a bound checked before parsing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_MANIFEST_DEPTH:
+                    return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _check_digest(raw: dict[str, Any], manifest: Manifest, manifest_path: Path, model: bytes,
+                  streaming: bytes | None) -> tuple[str, ...]:
+    from .digest import bundle_digest
+
+    if not manifest.bundle_sha256:
+        if manifest.format_version >= 2:
+            raise BundleError(f"{manifest_path} has no bundle_sha256 (format {manifest.format_version} requires "
+                              "one); the manifest was edited: copy the bundle again or re-stamp it")
+        return (f"{manifest_path.parent} is a format-1 bundle: its manifest is not covered by a digest (only the "
+                "model files are); re-stamp it with: python -m kws_edge.digest " + str(manifest_path.parent),)
+    hashes = {manifest.model.file: sha256_bytes(model)}
+    if manifest.streaming_model is not None and streaming is not None:
+        hashes[manifest.streaming_model.file] = sha256_bytes(streaming)
+    if bundle_digest(raw, hashes) != manifest.bundle_sha256:
+        raise BundleError(f"{manifest_path} does not match its bundle_sha256 (the manifest or a model was edited "
+                          "or damaged); copy the bundle again or re-run kws-convert")
+    return ()
 
 
 def save_bundle(
@@ -228,8 +299,13 @@ def save_bundle(
     # provenance and budgets never carry the build machine's absolute paths (kws_edge.portable)
     manifest = dataclasses.replace(manifest, model=model, streaming_model=streaming,
                                    provenance=portable_json(manifest.provenance),
-                                   budgets=portable_json(manifest.budgets))
+                                   budgets=portable_json(manifest.budgets), format_version=FORMAT_VERSION,
+                                   bundle_sha256="")
     manifest.check()
+    from .digest import bundle_digest
+
+    hashes = {model.file: model.sha256, **({streaming.file: streaming.sha256} if streaming is not None else {})}
+    manifest = dataclasses.replace(manifest, bundle_sha256=bundle_digest(to_dict(manifest), hashes))
     with atomic_directory(path, overwrite=overwrite) as tmp:
         (tmp / model.file).write_bytes(model_bytes)
         if streaming is not None and streaming_model_bytes is not None:

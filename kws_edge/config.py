@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -29,6 +30,8 @@ else:  # pragma: no cover - Python 3.9/3.10 on older Pi OS: the tomli backport, 
 __all__ = ["to_dict", "from_dict", "load_toml", "config_hash"]
 
 T = TypeVar("T")
+#: integers in configurations and manifests stay within int64 (a JSON number may have thousands of digits)
+MAX_CONFIG_INT = 2**63 - 1
 _UnionType = getattr(types, "UnionType", None)  # Python >= 3.10
 
 
@@ -97,12 +100,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return _coerce(arg, value, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {short_repr(value)}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where=f"{key}.")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {short_repr(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
         if args and len(args) != len(value):
@@ -110,34 +113,46 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a table/object, got {value!r}")
+            raise ConfigError(f"{key} must be a table/object, got {short_repr(value)}")
         kt, vt = args if args else (Any, Any)
         return {_coerce(kt, k, key): _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {short_repr(value)}")
         return [_coerce(args[0] if args else Any, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {short_repr(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
+            raise ConfigError(f"{key} must be true or false, got {short_repr(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {short_repr(value)}")
+        if not -MAX_CONFIG_INT <= value <= MAX_CONFIG_INT:
+            raise ConfigError(f"{key} = {short_repr(value)} is out of range (at most {MAX_CONFIG_INT:.3g} in size)")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+            raise ConfigError(f"{key} must be a number, got {short_repr(value)}")
+        if isinstance(value, int) and not -MAX_CONFIG_INT <= value <= MAX_CONFIG_INT:
+            raise ConfigError(f"{key} = {short_repr(value)} is out of range (at most {MAX_CONFIG_INT:.3g} in size)")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {short_repr(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
+            raise ConfigError(f"{key} must be a string, got {short_repr(value)}")
         return value
     return value
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)``, cut to a readable length (a hostile file may hold megabytes in one value)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"an integer of {len(str(abs(value)))} digits"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -152,3 +167,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                          "save it as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests tables or arrays too deeply") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None

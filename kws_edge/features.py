@@ -26,12 +26,13 @@ defaults gives 49 frames of 10 coefficients.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from .audio import INT16_SCALE, to_float32
+from .audio import INT16_SCALE, MAX_SAMPLE_RATE_HZ, to_float32
 from .errors import AudioFormatError, ConfigError
 
 __all__ = [
@@ -45,6 +46,14 @@ __all__ = [
 ]
 
 MS_PER_S = 1000.0
+#: bounds a trained normalisation stays within (fit() floors std at 1e-6; MFCCs are tens, not millions)
+MIN_NORMALIZATION_STD = 1e-6
+MAX_NORMALIZATION_STD = 1e6
+MAX_NORMALIZATION_MEAN = 1e6
+#: feature settings no front end needs (a manifest beyond them is damaged): clip length, FFT, filters
+MAX_CLIP_MS = 60_000.0
+MAX_FFT_SIZE_SAMPLES = 65536
+MAX_MEL_FILTERS = 512
 _INT16_TO_FLOAT64 = 1.0 / INT16_SCALE
 _INT16, _FLOAT32 = np.dtype(np.int16), np.dtype(np.float32)
 
@@ -77,9 +86,17 @@ class MfccConfig:
     clip_ms: float = 1000.0
 
     def __post_init__(self) -> None:
-        if self.sample_rate_hz <= 0:
-            raise ConfigError(f"sample_rate_hz={self.sample_rate_hz} must be > 0")
-        if self.window_ms <= 0 or self.hop_ms <= 0:
+        if not 0 < self.sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+            raise ConfigError(f"sample_rate_hz={self.sample_rate_hz} must be in 1..{MAX_SAMPLE_RATE_HZ}")
+        if not self.clip_ms <= MAX_CLIP_MS:
+            raise ConfigError(f"clip_ms={self.clip_ms} must be <= {MAX_CLIP_MS:g}")
+        if not 0 < self.fft_size_samples <= MAX_FFT_SIZE_SAMPLES:
+            raise ConfigError(f"fft_size_samples={self.fft_size_samples} must be in 1..{MAX_FFT_SIZE_SAMPLES}")
+        if not 0 < self.n_mel_filters <= MAX_MEL_FILTERS:
+            raise ConfigError(f"n_mel_filters={self.n_mel_filters} must be in 1..{MAX_MEL_FILTERS}")
+        if not 0 <= self.cepstral_lifter <= 10_000:
+            raise ConfigError(f"cepstral_lifter={self.cepstral_lifter} must be in 0..10000")
+        if not (self.window_ms > 0 and self.hop_ms > 0) or self.hop_samples < 1:
             raise ConfigError(f"window_ms={self.window_ms} and hop_ms={self.hop_ms} must be > 0")
         if self.hop_ms > self.window_ms:
             raise ConfigError(f"hop_ms={self.hop_ms} must not exceed window_ms={self.window_ms}")
@@ -144,8 +161,13 @@ class Normalization:
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.std):
             raise ConfigError(f"normalization mean ({len(self.mean)}) and std ({len(self.std)}) differ in length")
-        if any(not s > 0 for s in self.std):
-            raise ConfigError("normalization std values must all be > 0")
+        if not all(math.isfinite(m) and abs(m) <= MAX_NORMALIZATION_MEAN for m in self.mean):
+            raise ConfigError(f"normalization mean values must be finite and within +-{MAX_NORMALIZATION_MEAN:g} "
+                              "(MFCCs are); the statistics are damaged: re-run kws-convert")
+        if not all(MIN_NORMALIZATION_STD <= s <= MAX_NORMALIZATION_STD for s in self.std):
+            raise ConfigError(f"normalization std values must be > 0, in [{MIN_NORMALIZATION_STD:g}, "
+                              f"{MAX_NORMALIZATION_STD:g}] (Normalization.fit floors them at 1e-6); the statistics "
+                              "are damaged: re-run kws-convert")
 
     @classmethod
     def fit(cls, features: np.ndarray) -> "Normalization":

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .atomic import atomic_write_json
+from .atomic import DiskFullError, atomic_write_json, deferred_sigint, is_disk_full, pid_alive
 from .bundle import MANIFEST_NAME, load_bundle
 from .errors import BundleError, KwsError, RegistryError
 
@@ -55,6 +55,8 @@ FORMAT_VERSION = 1
 STAGES = ("candidate", "production", "archived")
 ID_LENGTH = 16
 _LOCK_TIMEOUT_S = 60.0
+_ADD_PREFIX = ".add-"
+_OLD_LEFTOVER_S = 3600.0
 
 
 def default_registry_path() -> Path:
@@ -144,6 +146,10 @@ class Listing:
     entries: list[RegistryEntry] = field(default_factory=list)
     broken: list[BrokenEntry] = field(default_factory=list)
     stages: dict[str, str] = field(default_factory=dict)
+    #: ``(stage, id)`` of stages that point at a version the registry does not hold
+    dangling: list[tuple[str, str]] = field(default_factory=list)
+    #: leftovers of interrupted adds removed while listing: ``(folder name, bytes)``
+    cleaned: list[tuple[str, int]] = field(default_factory=list)
 
 
 class ModelRegistry:
@@ -175,12 +181,14 @@ class ModelRegistry:
             return {"format_version": FORMAT_VERSION, "stages": {}, "history": []}
         try:
             data = json.loads(self.stages_path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
-                raise ValueError("no 'stages' object")
-        except (ValueError, UnicodeDecodeError) as exc:
+            _check_stages_data(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise RegistryError(
-                f"{self.stages_path} is damaged ({exc}); restore it from a backup or delete it to clear all stages"
+                f"{self.stages_path} is damaged ({str(exc)[:160]}); restore it from a backup or delete it to clear "
+                "all stages"
             ) from None
+        except OSError as exc:
+            raise RegistryError(f"cannot read {self.stages_path}: {exc.strerror or exc}") from None
         data.setdefault("history", [])
         return data
 
@@ -239,33 +247,73 @@ class ModelRegistry:
         }
         target = self.versions_dir / vid
         created = False
-        if not self._is_valid(target):
-            self.versions_dir.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".add-{vid}-", dir=self.versions_dir))
-            try:
-                shutil.copytree(bundle_path, tmp / "bundle",
-                                ignore=shutil.ignore_patterns(".*"))
-                got = _bundle_files(tmp / "bundle")
-                if got != files:
-                    raise RegistryError(f"{bundle_path} changed while it was being registered; try again")
-                (tmp / "entry.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-                _make_read_only(tmp)
-                with self.lock():
-                    if not self._is_valid(target):
-                        if target.exists():  # a broken leftover with this id: move it aside, keep it for inspection
-                            os.replace(target, self.versions_dir / f".broken-{vid}-{int(time.time() * 1000)}")
-                        os.replace(tmp, target)
-                        created = True
-                        self._log_event_locked({"event": "add", "id": vid, "name": m.name, "version": m.version})
-            except OSError as exc:
-                raise RegistryError(f"cannot write to registry {self.root}: {exc.strerror or exc}") from None
-            finally:
-                if tmp.exists():
-                    _rmtree(tmp)
-        if stage is not None or (created and new_stage is not None):
-            self.promote(vid, stage if stage is not None else new_stage)
-        entry = self.get(vid)
+        # once the version is committed, Ctrl-C waits until add() returns: a committed add is never reported
+        # as interrupted (self.interrupted_after_commit tells the caller that one arrived)
+        after_commit = contextlib.ExitStack()
+        self.interrupted_after_commit = False
+        with after_commit:
+            if not self._is_valid(target):
+                self.versions_dir.mkdir(parents=True, exist_ok=True)
+                self.clean_leftovers()
+                tmp = Path(tempfile.mkdtemp(prefix=f"{_ADD_PREFIX}{vid}-{os.getpid()}-", dir=self.versions_dir))
+                try:
+                    shutil.copytree(bundle_path, tmp / "bundle",
+                                    ignore=shutil.ignore_patterns(".*"))
+                    got = _bundle_files(tmp / "bundle")
+                    if got != files:
+                        raise RegistryError(f"{bundle_path} changed while it was being registered; try again")
+                    (tmp / "entry.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+                    _make_read_only(tmp)
+                    with self.lock():
+                        if not self._is_valid(target):
+                            deferred = after_commit.enter_context(deferred_sigint())
+                            if target.exists():  # a broken leftover with this id: move it aside for inspection
+                                os.replace(target, self.versions_dir / f".broken-{vid}-{int(time.time() * 1000)}")
+                            os.replace(tmp, target)
+                            created = True
+                            self._log_event_locked({"event": "add", "id": vid, "name": m.name, "version": m.version})
+                except OSError as exc:  # shutil.Error (an OSError) carries a list of (src, dst, reason)
+                    if is_disk_full(exc):
+                        raise DiskFullError(f"no space left on the device while adding {bundle_path} to registry "
+                                            f"{self.root}; nothing was registered: free some space and retry") from None
+                    reason = exc.strerror or (exc.args[0][0][2] if isinstance(exc, shutil.Error) and exc.args
+                                              and exc.args[0] else exc)
+                    raise RegistryError(f"cannot write to registry {self.root}: {str(reason)[:200]}") from None
+                finally:
+                    if tmp.exists():
+                        _rmtree(tmp)
+            if stage is not None or (created and new_stage is not None):
+                self.promote(vid, stage if stage is not None else new_stage)
+            entry = self.get(vid)
+            if created:
+                self.interrupted_after_commit = bool(deferred[0])
         return entry, created
+
+    def clean_leftovers(self) -> list[tuple[str, int]]:
+        """Remove the temporary folders of adds whose process is gone (killed, power cut); returns (name, bytes).
+
+        A folder is ``.add-<id>-<pid>-<random>``; one whose pid still runs is a concurrent add and stays.
+        Folders of older kws-edge versions carry no pid: they are removed once an hour old.
+        """
+        removed: list[tuple[str, int]] = []
+        if not self.versions_dir.is_dir():
+            return removed
+        for p in self.versions_dir.iterdir():
+            if not p.name.startswith(_ADD_PREFIX) or not p.is_dir():
+                continue
+            parts = p.name[len(_ADD_PREFIX):].split("-")
+            stale = False
+            if len(parts) >= 3 and parts[1].isdigit():
+                stale = not pid_alive(int(parts[1]))
+            else:
+                with contextlib.suppress(OSError):
+                    stale = time.time() - p.stat().st_mtime > _OLD_LEFTOVER_S
+            if stale:
+                size = _folder_bytes(p)
+                _rmtree(p)
+                if not p.exists():
+                    removed.append((p.name, size))
+        return removed
 
     def _log_event_locked(self, event: dict[str, Any]) -> None:
         data = self._read_stages()
@@ -318,7 +366,9 @@ class ModelRegistry:
         stages = self.stages()
         out = Listing(stages=stages)
         if not self.versions_dir.is_dir():
+            out.dangling = sorted(stages.items())
             return out
+        out.cleaned = self.clean_leftovers()
         for vdir in sorted(self.versions_dir.iterdir()):
             if vdir.name.startswith(".") or not vdir.is_dir():
                 continue
@@ -329,6 +379,8 @@ class ModelRegistry:
                 continue
             out.entries.append(RegistryEntry(vdir.name, vdir, info, self._stages_of(vdir.name, stages)))
         out.entries.sort(key=lambda e: (e.info.get("added_utc", ""), e.id))
+        held = {e.id for e in out.entries} | {b.id for b in out.broken}
+        out.dangling = sorted((stage, vid) for stage, vid in stages.items() if vid not in held)
         return out
 
     def resolve(self, ref: str) -> str:
@@ -395,6 +447,40 @@ class ModelRegistry:
     def diff(self, ref_a: str, ref_b: str) -> dict[str, Any]:
         """Compare two versions' metrics, config, data hash, model and budgets."""
         return diff_entries(self.get(ref_a), self.get(ref_b))
+
+
+def _check_stages_data(data: Any) -> None:
+    """``stages.json`` as strictly as any config: raises ValueError naming the first thing wrong."""
+    if not isinstance(data, dict):
+        raise ValueError(f"the top level is a {type(data).__name__}, not an object")
+    unknown = sorted(set(data) - {"format_version", "stages", "history"})
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}")
+    if data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION or isinstance(data.get("format_version"), bool):
+        raise ValueError(f"format_version {str(data.get('format_version'))[:20]!r} is not {FORMAT_VERSION}")
+    stages = data.get("stages")
+    if not isinstance(stages, dict):
+        raise ValueError("no 'stages' object")
+    for stage, vid in stages.items():
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage[:40]!r}")
+        if not isinstance(vid, str) or len(vid) != ID_LENGTH or any(c not in "0123456789abcdef" for c in vid):
+            raise ValueError(f"stage {stage!r} holds {type(vid).__name__} {str(vid)[:40]!r}, not a version id")
+    history = data.get("history", [])
+    if not isinstance(history, list):
+        raise ValueError(f"'history' is a {type(history).__name__}, not a list")
+    for i, event in enumerate(history):
+        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            raise ValueError(f"history[{i}] is not an event object")
+
+
+def _folder_bytes(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        with contextlib.suppress(OSError):
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+    return total
 
 
 def _check_stage(stage: str) -> None:

@@ -21,6 +21,10 @@ from .errors import ConfigError
 
 __all__ = ["DetectorConfig", "Detection", "PosteriorSmoother"]
 
+#: a minute of averaging or suppression is far beyond any keyword; larger values are damaged settings
+MAX_SMOOTHING_WINDOW_MS = 60_000.0
+MAX_SUPPRESSION_MS = 3_600_000.0
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
@@ -44,17 +48,19 @@ class DetectorConfig:
     stride_hops: int = 1
 
     def __post_init__(self) -> None:
-        if self.smoothing_window_ms < 0:
-            raise ConfigError(f"smoothing_window_ms={self.smoothing_window_ms} must be >= 0")
+        if not 0 <= self.smoothing_window_ms <= MAX_SMOOTHING_WINDOW_MS:
+            raise ConfigError(f"smoothing_window_ms={self.smoothing_window_ms} must be in 0..{MAX_SMOOTHING_WINDOW_MS:g}")
         for name, value in {**self.thresholds, "default_threshold": self.default_threshold}.items():
             if not 0.0 < float(value) <= 1.0:
                 raise ConfigError(f"threshold for {name!r} is {value}; it must be in (0, 1]")
         if self.min_count < 1:
             raise ConfigError(f"min_count={self.min_count} must be >= 1")
-        if self.suppression_ms < 0:
-            raise ConfigError(f"suppression_ms={self.suppression_ms} must be >= 0")
-        if self.stride_hops < 1:
-            raise ConfigError(f"stride_hops={self.stride_hops} must be >= 1")
+        if not 0 <= self.suppression_ms <= MAX_SUPPRESSION_MS:
+            raise ConfigError(f"suppression_ms={self.suppression_ms} must be in 0..{MAX_SUPPRESSION_MS:g}")
+        if not 1 <= self.stride_hops <= 1000:
+            raise ConfigError(f"stride_hops={self.stride_hops} must be in 1..1000")
+        if self.min_count > 100_000:
+            raise ConfigError(f"min_count={self.min_count} must be <= 100000")
 
     def threshold(self, keyword: str) -> float:
         return float(self.thresholds.get(keyword, self.default_threshold))

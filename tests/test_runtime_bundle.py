@@ -139,8 +139,10 @@ def test_save_refuses_inconsistent_manifest(tmp_path, tone_bundle):
     (lambda d: d["model"]["output"].update(zero_point=0), "model output is int8"),
 ])
 def test_manifest_tensor_specs_must_match_the_model(tone_bundle_copy, edit, match):
+    from kws_edge.digest import stamp_bundle
     from kws_edge.model import KwsModel
 
     _edit_manifest(tone_bundle_copy, edit)
+    stamp_bundle(tone_bundle_copy)  # a consistent digest: the model itself must refuse the manifest
     with pytest.raises(BundleError, match=match):
         KwsModel.load(tone_bundle_copy)

@@ -396,9 +396,7 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     model, history = _fit_keras(config, x_train, y_fit, x_val, y_val_fit, progress, dist, fit_epoch_data)
     timings["fit_s"] = time.perf_counter() - t0
 
-    tmp = out / ".model-tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, out / rd.MODEL_KERAS)
+    save_model_atomic(model, out / rd.MODEL_KERAS)
     atomic_write_json(out / rd.HISTORY_JSON, history)
     metrics = {
         "validation": clip_metrics(labels["validation"], _predict(model, x_val), config.labels, config.keywords),
@@ -418,6 +416,22 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     run_info.update(status="complete", finished_utc=_utc_now())
     atomic_write_json(out / rd.RUN_JSON, run_info)
     return run
+
+
+def save_model_atomic(model: Any, path: Path) -> None:
+    """``model.save`` to a temporary sibling, then rename; a failure (a full disk) leaves neither file behind."""
+    from ..atomic import disk_full_error, is_disk_full
+
+    tmp = path.with_name(f".{path.stem}-tmp-{os.getpid()}{path.suffix}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if is_disk_full(exc):
+            raise disk_full_error(path) from None
+        raise
 
 
 def _with_teacher_targets(teachers, norm: Normalization, x_train: np.ndarray, y_train: np.ndarray,

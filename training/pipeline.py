@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -46,7 +47,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_write_json
+from ..atomic import atomic_write_json, deferred_sigint, pid_alive
 from ..config import config_hash, from_dict, load_toml, to_dict
 from ..errors import BudgetExceeded, ConfigError, KwsError
 from ..portable import portable_path
@@ -118,6 +119,9 @@ def load_pipeline_config(path: Optional[str | Path], *, data: Optional[str] = No
         train = dataclasses.replace(train, data=data)
     if device is not None:
         pipe = dataclasses.replace(pipe, device=device)
+    from kws_edge.devices import load_profile
+
+    load_profile(pipe.device)  # an unknown device or a bad profile file is refused now, not after training
     return train, pipe
 
 
@@ -219,6 +223,10 @@ class _Pipeline:
         self.fail_stage = fail_stage
         self.ledger = read_ledger(out)
         self.ledger.setdefault("stages", {})
+        for entry in self.ledger["stages"].values():  # a run killed mid-stage never recorded its end
+            if isinstance(entry, dict) and entry.get("status") == "running" and not (
+                    isinstance(entry.get("pid"), int) and entry["pid"] != os.getpid() and pid_alive(entry["pid"])):
+                entry.update(status="interrupted", note="the process running this stage ended without recording it")
         self.keys: dict[str, str] = {}
         self.reused: dict[str, bool] = {}
         self.summaries: dict[str, Any] = {}
@@ -230,6 +238,13 @@ class _Pipeline:
         self.ledger.update(format_version=LEDGER_FORMAT, out_dir=portable_path(self.out), updated_utc=_utc_now(),
                            code_version=self.code, config=to_dict(self.train_cfg), pipeline=to_dict(self.pipe_cfg))
         atomic_write_json(self.out / LEDGER_NAME, self.ledger)
+
+    def _save_ledger_after_failure(self) -> None:
+        """Record a stage's end; if that fails too (the disk is full), the stage's own error is the one reported."""
+        try:
+            self._save_ledger()
+        except KwsError:
+            pass
 
     def _run_stage(self, name: str, inputs: dict[str, Any], outputs_ok: Callable[[], bool],
                    body: Callable[[Callable[[int, int, str], None]], dict[str, Any]]) -> dict[str, Any]:
@@ -250,7 +265,7 @@ class _Pipeline:
         started = time.perf_counter()
         cpu_started = _cpu_seconds()
         self.ledger["stages"][name] = {"status": "running", "key": key, "inputs": inputs, "code": self.code,
-                                       "reason": reason, "started_utc": _utc_now()}
+                                       "reason": reason, "started_utc": _utc_now(), "pid": os.getpid()}
         # later stages depend on this one: their entries become stale automatically through their keys
         self._save_ledger()
 
@@ -262,8 +277,9 @@ class _Pipeline:
                 raise KwsError(f"failure injected into stage '{name}' (KWS_PIPELINE_FAIL_STAGE)")
             summary = body(tick)
         except KeyboardInterrupt:
-            self.ledger["stages"][name].update(status="interrupted", finished_utc=_utc_now())
-            self._save_ledger()
+            with deferred_sigint():  # a second Ctrl-C cannot leave the ledger saying "running"
+                self.ledger["stages"][name].update(status="interrupted", finished_utc=_utc_now())
+                self._save_ledger_after_failure()
             self.progress(StageEvent("interrupted", name, idx, total))
             raise
         except BaseException as exc:
@@ -272,7 +288,7 @@ class _Pipeline:
                 error=str(exc) if isinstance(exc, KwsError) else f"{type(exc).__name__}: {exc}",
                 traceback=None if isinstance(exc, KwsError) else traceback.format_exc(limit=8),
             )
-            self._save_ledger()
+            self._save_ledger_after_failure()
             self.progress(StageEvent("failed", name, idx, total, str(exc)))
             if isinstance(exc, Exception):
                 raise PipelineStageError(name, exc, self.out) from exc

@@ -15,11 +15,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_copy_file, atomic_write_text
 
 __all__ = ["write_report", "collect"]
 
@@ -276,6 +275,6 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     for key, fname in (("training_curves", "training_curves.png"), ("confusion_validation", "confusion_matrix.png"),
                        ("confusion_test", "confusion_matrix_test.png"), ("det_curve", "det_curve.png")):
         if key in c["images"]:
-            shutil.copyfile(c["images"][key], rep_dir / fname)
+            atomic_copy_file(c["images"][key], rep_dir / fname)  # a full disk leaves no empty PNG
     atomic_write_text(rep_dir / "report.md", "\n".join(d.md) + "\n")
     return {"html": rep_dir / "report.html", "markdown": rep_dir / "report.md"}

@@ -222,6 +222,8 @@ def registry_add(reg: Any, bundle: Path, stage: Optional[str], note: str) -> Non
                    "(unchanged; --stage candidate|production to move one here)")
     else:
         click.echo(f"already registered {entry.id} ({entry.name} {entry.version}); stages: {stages}")
+    if getattr(reg, "interrupted_after_commit", False):
+        click.echo(f"note: Ctrl-C arrived after {entry.id} was committed; it is registered", err=True)
 
 
 @registry.command("list")
@@ -234,9 +236,13 @@ def registry_list(reg: Any, as_json: bool) -> None:
         click.echo(json.dumps({"registry": str(reg.root), "stages": listing.stages,
                                "versions": [_entry_json(e) for e in listing.entries],
                                "broken": [{"id": b.id, "reason": b.reason, "stages": list(b.stages)}
-                                          for b in listing.broken]}, indent=2))
+                                          for b in listing.broken],
+                               "dangling_stages": {stage: vid for stage, vid in listing.dangling},
+                               "removed_leftovers": [name for name, _ in listing.cleaned]}, indent=2))
         return
     if not listing.entries and not listing.broken:
+        for stage, vid in listing.dangling:
+            click.echo(f"warning: stage {stage} points at {vid}, which is not in the registry", err=True)
         click.echo(f"registry {reg.root} is empty; add a bundle with: kws registry add BUNDLE")
         return
     rows = [("id", "name", "version", "stages", "added (UTC)", "metrics")]
@@ -248,6 +254,11 @@ def registry_list(reg: Any, as_json: bool) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     for b in listing.broken:
         click.echo(f"{b.id}  BROKEN: {b.reason}" + (f" (stages: {', '.join(b.stages)})" if b.stages else ""))
+    for stage, vid in listing.dangling:
+        click.echo(f"warning: stage {stage} points at {vid}, which is not in the registry (deleted?); promote "
+                   f"another version: kws registry promote ID --to {stage}", err=True)
+    for name, size in listing.cleaned:
+        click.echo(f"note: removed {name}, the leftover of an interrupted add ({size:,} bytes)", err=True)
     if listing.broken:
         click.echo(f"{len(listing.broken)} broken version(s); the others are usable. Re-add the original bundle "
                    "to repair one.", err=True)

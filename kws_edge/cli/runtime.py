@@ -20,7 +20,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ..audio import WavAudio, read_wav
+from ..audio import open_wav
 from ..bundle import Bundle, default_bundle_path, load_bundle
 from ..errors import AudioFormatError, BundleError, KwsError
 from . import cli
@@ -38,8 +38,12 @@ def _load(bundle_dir: Path | None) -> Bundle:
                 f"no default bundle is installed (looked in {default}); pass --bundle DIR with a bundle made by "
                 "kws-convert, or reinstall kws-edge"
             )
-        return load_bundle(default)
-    return load_bundle(bundle_dir)
+        bundle = load_bundle(default)
+    else:
+        bundle = load_bundle(bundle_dir)
+    for text in bundle.notes:
+        _note(text)
+    return bundle
 
 
 def _detector(bundle: Bundle, threshold: float | None, *, interval_ms: float | None = None):
@@ -52,13 +56,6 @@ def _detector(bundle: Bundle, threshold: float | None, *, interval_ms: float | N
 
 def _note(text: str) -> None:
     click.echo(f"note: {text}", err=True)
-
-
-def _read(path: Path, sample_rate_hz: int, allow_resample: bool) -> WavAudio:
-    wav = read_wav(path, sample_rate_hz=sample_rate_hz, allow_resample=allow_resample)
-    if wav.resampled:
-        _note(f"{path}: resampled from {wav.source_rate_hz} Hz to {wav.sample_rate_hz} Hz")
-    return wav
 
 
 def _finish(errors: list[KwsError]) -> None:
@@ -100,20 +97,17 @@ def detect(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resa
     that triggered (at most the file's length). Text: FILE: LABEL at T s (score S).
     --json: one line per detection {"file", "label", "score", "time_s"}.
     """
-    from ..detector import detect_samples
-
     detector = _detector(_load(bundle_dir), threshold)
     errors: list[KwsError] = []
     for path in files:
         try:
-            wav = _read(path, detector.sample_rate_hz, resample)
+            found, duration_s = _detect_file(detector, path, resample)
         except AudioFormatError as exc:
             errors.append(exc)
             continue
-        found = detect_samples(detector, wav.samples, flush=True)
         for d in found:
             # a window that reached into the trailing silence is reported at the end of the file
-            d = dataclasses.replace(d, time_s=min(d.time_s, wav.duration_s))
+            d = dataclasses.replace(d, time_s=min(d.time_s, duration_s))
             if as_json:
                 _emit({"file": str(path), **d.to_dict()})
             else:
@@ -121,6 +115,19 @@ def detect(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, resa
         if not found and not as_json:
             click.echo(f"{path}: no detections")
     _finish(errors)
+
+
+def _detect_file(detector: Any, path: Path, allow_resample: bool) -> tuple[list[Any], float]:
+    """Stream one WAV file through a fresh detector block by block (then one clip of silence)."""
+    with open_wav(path, sample_rate_hz=detector.sample_rate_hz, allow_resample=allow_resample) as stream:
+        if stream.resampled:
+            _note(f"{path}: resampled from {stream.source_rate_hz} Hz to {stream.sample_rate_hz} Hz")
+        detector.reset()
+        found = []
+        for block in stream:
+            found.extend(detector.process(block))
+        found.extend(detector.flush())
+        return found, stream.duration_s
 
 
 @cli.command()
@@ -141,12 +148,16 @@ def classify(files: tuple[Path, ...], bundle_dir: Path | None, as_json: bool, re
     errors: list[KwsError] = []
     for path in files:
         try:
-            wav = _read(path, model.features.sample_rate_hz, resample)
+            with open_wav(path, sample_rate_hz=model.features.sample_rate_hz, allow_resample=resample) as stream:
+                if stream.resampled:
+                    _note(f"{path}: resampled from {stream.source_rate_hz} Hz to {stream.sample_rate_hz} Hz")
+                wav = stream.read_centre(model.features.clip_samples)  # only the centre is kept in memory
+                duration_s = stream.duration_s
         except AudioFormatError as exc:
             errors.append(exc)
             continue
-        if wav.duration_s > clip_s + 0.05:
-            _note(f"{path} is {wav.duration_s:.2f} s; classified its centre {clip_s:g} s "
+        if duration_s > clip_s + 0.05:
+            _note(f"{path} is {duration_s:.2f} s; classified its centre {clip_s:g} s "
                   "(use kws detect for recordings)")
         scores = model.classify(wav.samples)
         best = int(scores.argmax())
@@ -280,6 +291,7 @@ def info(bundle: Path | None, bundle_opt: Path | None, as_json: bool) -> None:
     if bundle is not None and bundle_opt is not None and bundle != bundle_opt:
         raise click.UsageError(f"two bundles given ({bundle} and --bundle {bundle_opt}); give one")
     b = _load(bundle if bundle is not None else bundle_opt)
+    _detector(b, None)  # what the runtime checks on top of the manifest: the models load and match it
     if as_json:
         click.echo(json.dumps(to_dict(b.manifest), indent=2))
         return

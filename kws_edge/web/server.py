@@ -45,18 +45,23 @@ __all__ = ["LiveServer", "serve", "HOST"]
 HOST = "127.0.0.1"
 
 _CLOSE = object()
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
 
 def _sse(event: Event) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
 
 
-def _host_name(host_header: str) -> str:
-    """``127.0.0.1:8000`` -> ``127.0.0.1``; ``[::1]:8000`` -> ``[::1]``; ``localhost`` -> ``localhost``."""
-    if host_header.startswith("["):
-        return host_header.split("]", 1)[0] + "]"
-    return host_header.rsplit(":", 1)[0]
+def _host_allowed(host_header: str | None, port: int) -> bool:
+    """True for exactly the names this server answers to: ``127.0.0.1`` or ``localhost``, optionally with
+    ``:PORT`` (the port it listens on). No Host header (HTTP/1.0), another name, ``[::1]`` (it does not
+    listen on IPv6) or anything after the name (``[::1]evil``, ``localhost.evil``) is refused."""
+    if not host_header:
+        return False
+    name, sep, tail = host_header.partition(":")
+    if name.lower() not in _LOCAL_HOSTS:
+        return False
+    return not sep or (tail.isdigit() and int(tail) == port)
 
 
 def page_html() -> bytes:
@@ -202,9 +207,13 @@ class LiveServer:
     async def _local_only(self, request: web.Request, handler):
         # The page is for this machine only. A web site that re-points its own name at 127.0.0.1
         # (DNS rebinding) reaches the port, but its requests carry its own Host: refuse them.
-        host = _host_name(request.host or "")
-        if host not in _LOCAL_HOSTS:
-            raise web.HTTPForbidden(text=f"kws serve answers requests for 127.0.0.1 or localhost only, not {host!r}\n")
+        host = request.headers.get("Host")
+        if not _host_allowed(host, self.port):
+            shown = "a request without a Host header" if not host else repr(host[:80].rsplit(":", 1)[0]
+                                                                             if host.rsplit(":", 1)[-1].isdigit()
+                                                                             else host[:80])
+            raise web.HTTPForbidden(text=f"kws serve answers requests for 127.0.0.1:{self.port} or localhost:{self.port} "
+                                         f"only, not {shown}\n")
         return await handler(request)
 
     def app(self) -> web.Application:

@@ -28,6 +28,10 @@ def clean_manifest(path: Path) -> int:
             manifest[section] = portable_json(manifest[section])
     if changed:
         atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        if (path.parent / str((manifest.get("model") or {}).get("file", ""))).is_file():
+            from kws_edge.digest import stamp_bundle
+
+            stamp_bundle(path.parent)  # the manifest changed: its bundle digest follows
     return changed
 
 

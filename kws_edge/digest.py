@@ -1,0 +1,103 @@
+"""The bundle digest: one SHA-256 over a manifest's content and every model file it names.
+
+The model files' own hashes sit inside the manifest, so they were always checked; the manifest itself was
+not: swapping two labels, a threshold or the normalisation went unnoticed. ``bundle_sha256`` covers the
+canonical JSON of the whole manifest (every key except ``bundle_sha256`` itself, sorted, compact) and, per
+model file, its name and SHA-256. It detects damage and careless edits; it is not a signature (anyone who
+can edit the manifest can re-stamp it).
+
+Re-stamp a bundle after editing its manifest (this also upgrades a format-1 bundle to format 2)::
+
+    python -m kws_edge.digest kws_edge/default_bundle [MORE_BUNDLE_DIRS...]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+from .errors import BundleError, KwsError
+
+__all__ = ["DIGEST_KEY", "bundle_digest", "stamp_bundle", "main"]
+
+DIGEST_KEY = "bundle_sha256"
+_DOMAIN = b"kws-edge bundle digest 1\n"
+
+
+def _model_files(manifest: dict[str, Any]) -> list[str]:
+    names = []
+    for key in ("model", "streaming_model"):
+        spec = manifest.get(key)
+        if isinstance(spec, dict) and isinstance(spec.get("file"), str):
+            names.append(spec["file"])
+    return names
+
+
+def bundle_digest(manifest: dict[str, Any], model_sha256: dict[str, str]) -> str:
+    """SHA-256 (hex) of ``manifest`` without its digest key, plus ``name sha256`` of each model file."""
+    body = {k: v for k, v in manifest.items() if k != DIGEST_KEY}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise BundleError(f"the manifest cannot be digested ({exc})") from None
+    h = hashlib.sha256(_DOMAIN + text.encode("ascii"))
+    for name in sorted(model_sha256):
+        h.update(f"\n{name} {model_sha256[name]}".encode())
+    return h.hexdigest()
+
+
+def stamp_bundle(path: str | Path) -> str:
+    """Recompute ``bundle_sha256`` of the bundle at ``path`` from its files; write the manifest atomically.
+
+    Model hashes and sizes in the manifest are refreshed from the files too, and the format becomes 2.
+    The stamped bundle is then loaded (fully verified); returns the new digest.
+    """
+    from .bundle import FORMAT_VERSION, MANIFEST_NAME, load_bundle, sha256_bytes
+
+    path = Path(path)
+    manifest_path = path / MANIFEST_NAME
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"cannot read {manifest_path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{manifest_path} must hold a JSON object")
+    hashes = {}
+    for key in ("model", "streaming_model"):
+        spec = raw.get(key)
+        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+            continue
+        try:
+            data = (path / Path(spec["file"]).name).read_bytes()
+        except OSError as exc:
+            raise BundleError(f"cannot read {path / spec['file']}: {exc.strerror or exc}") from None
+        spec["sha256"], spec["size_bytes"] = sha256_bytes(data), len(data)
+        hashes[spec["file"]] = spec["sha256"]
+    raw["format_version"] = FORMAT_VERSION
+    raw[DIGEST_KEY] = bundle_digest(raw, hashes)
+    atomic_write_text(manifest_path, json.dumps(raw, indent=2) + "\n")
+    load_bundle(path)
+    return raw[DIGEST_KEY]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kws_edge.digest BUNDLE_DIR...``: re-stamp each bundle, print its digest."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__.strip().splitlines()[0] + "\nusage: python -m kws_edge.digest BUNDLE_DIR [BUNDLE_DIR...]")
+        return 0 if args else 2
+    for arg in args:
+        try:
+            print(f"{arg}: {stamp_bundle(arg)}")
+        except KwsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
