@@ -46,8 +46,10 @@ PACED_AUDIO_S = 3.0
 TIGHT_AUDIO_S = 10.0
 WARMUP_S = 1.0
 CHUNKS_MS = (10, 30, 100)
-#: measured here 2026-12-03 (busy machine): 2.3-2.9x at 100 ms, 2.2-2.6x at 10 ms
-MIN_PEER_RATIO_PACED = 1.6
+#: measured here 2026-12-03 (busy machine): 2.3-2.9x at 100 ms, 2.2-2.6x at 10 ms; in a full CI run on the
+#: same day 2.0x and 1.7x (paced figures swing with what else runs). 1.3x keeps a real margin under what is
+#: reached and still fails when the paced path loses a third of its lead over the peer.
+MIN_PEER_RATIO_PACED = 1.3
 #: measured here: 1.4-1.8 tight (before issue 21: 1.5-2.1)
 MAX_CHUNK_COST_RATIO = 2.5
 #: issue 21's absolute targets (ms CPU per s of audio, inside process(); x86 here), reported only
