@@ -168,9 +168,15 @@ def test_kws_evaluate_on_a_run(tmp_path, monkeypatch, capsys):
     from kws_edge.training.evaluate import evaluate, float_bundle_from_run
 
     bundle = float_bundle_from_run(run, tmp_path / "bundle")
+    # the manifest keeps only the name of the run's synthetic cache folder; evaluating from it must use this
+    # machine's cache (KWS_EDGE_CACHE), not make a folder of that name where the command runs
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     via_bundle = evaluate(data="synthetic", bundle=bundle.path, stream=StreamConfig(minutes=0.5))
     assert via_bundle["clip"]["confusion_matrix"] == clip["confusion_matrix"]
     assert via_bundle["source"]["bundle"] == str(bundle.path)
+    assert list(work.iterdir()) == []
 
 
 def test_kws_evaluate_needs_one_source(capsys):

@@ -60,9 +60,13 @@ def config_for_bundle(bundle: Bundle) -> TrainConfig:
     stored = m.provenance.get("config") if isinstance(m.provenance, dict) else None
     if isinstance(stored, dict):
         try:
-            return from_dict(TrainConfig, stored)
+            config = from_dict(TrainConfig, stored)
         except ConfigError:
             pass
+        else:
+            # where the synthetic set is cached is this machine's business, not the recipe's (manifests
+            # keep only a path's name, see kws_edge.portable): use this machine's cache
+            return dataclasses.replace(config, synthetic=dataclasses.replace(config.synthetic, cache_dir=""))
     return TrainConfig(labels=tuple(m.labels), keywords=tuple(m.keywords), features=m.features)
 
 
