@@ -164,12 +164,17 @@ class DatasetIndex:
             out[name] = hashlib.sha256(text.encode()).hexdigest()
         return out
 
+    @property
+    def root_name(self) -> str:
+        """What the manifest calls the root: the folder, or the folders' names joined by ``+`` (several
+        folders are read through a link folder in this machine's cache, which names nothing)."""
+        return "+".join(self.folder_names) if self.folder_names else str(self.root)
+
     def manifest(self) -> dict:
         """The run directory's ``data_manifest.json``."""
-        out = {"root": str(self.root), "content_sha256": self.content_sha256, "files": self.files(),
+        out = {"root": self.root_name, "content_sha256": self.content_sha256, "files": self.files(),
                "skipped": list(self.skipped), "counts": self.counts(), "silence": self.silence()}
         if self.folder_names:
-            out["root"] = "+".join(self.folder_names)  # the link folder lives in this machine's cache
             out["folders"] = [{"name": n, "content_sha256": h} for n, h in self.folder_sha256().items()]
         return out
 

@@ -110,7 +110,7 @@ def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, r
         streaming = evaluate_stream(b, ts, tolerance_ms=stream.tolerance_ms, target_fa_per_hour=target_fa_per_hour)
         if progress:
             progress("streaming", 1, 1)
-    result = {"source": source, "data": portable_path(index.manifest()["root"]), "split": split, "data_sha256": index.content_sha256,
+    result = {"source": source, "data": portable_path(index.root_name), "split": split, "data_sha256": index.content_sha256,
               "clip": clip, "streaming": streaming, "stream_config": to_dict(stream)}
     if out_dir is not None:
         _write_outputs(Path(out_dir), result)

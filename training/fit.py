@@ -484,7 +484,7 @@ def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: F
     tf = import_tensorflow()
 
     atomic_write_json(out / rd.SUMMARY_JSON, {
-        "data_root": portable_path(index.manifest()["root"]),
+        "data_root": portable_path(index.root_name),
         "counts": index.counts(),
         "n_skipped": len(index.skipped),
         "synthetic_negatives": negatives,
