@@ -167,7 +167,7 @@ def _arrays(run: RunInputs, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _clip_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...],
                   keywords: tuple[str, ...]) -> dict[str, Any]:
-    from kws_edge.training.metrics import clip_metrics
+    from kws_edge.metrics import clip_metrics
 
     return clip_metrics(y_true, y_pred, labels, keywords)
 

@@ -96,7 +96,7 @@ def test_shipped_validation_figures_reproduce_exactly(shipped):
     from kws_edge.training.config import TrainConfig
     from kws_edge.training.dataset import index_dataset
     from kws_edge.training.featurize import clean_features
-    from kws_edge.training.metrics import clip_metrics
+    from kws_edge.metrics import clip_metrics
 
     m = shipped.manifest
     config = from_dict(TrainConfig, {**m.provenance["config"], "data": str(REAL_DATA)})

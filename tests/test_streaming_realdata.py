@@ -42,7 +42,8 @@ def test_streaming_matches_window_on_real_speech(tmp_path):
     from kws_edge.streaming import StreamingRunner
     from kws_edge.training.config import SILENCE_LABEL, TrainConfig
     from kws_edge.training.dataset import NoiseBank, index_dataset
-    from kws_edge.training.streaming_eval import StreamConfig, build_stream, score_detections
+    from kws_edge.metrics import score_detections
+    from kws_edge.training.streaming_eval import StreamConfig, build_stream
 
     out = tmp_path / "bundle"
     convert_run(RUN, device="x86-64", out_dir=out, measure=False, max_accuracy_drop_points=100.0)

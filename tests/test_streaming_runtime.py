@@ -270,8 +270,8 @@ def test_kws_convert_streaming_refuses_a_window_only_architecture(tmp_path, caps
 
 
 def test_streaming_quality_not_worse_on_a_long_stream(bundle):
-    """FRR and FA/h of the streaming detector vs the window detector, scored by training.streaming_eval."""
-    from kws_edge.training.streaming_eval import score_detections
+    """FRR and FA/h of the streaming detector vs the window detector, scored by kws_edge.metrics."""
+    from kws_edge.metrics import score_detections
 
     rng = np.random.default_rng(11)
     labels = ("yes", "no", "_unknown_", "_unknown_")

@@ -10,7 +10,7 @@ import pytest
 from kws_edge.config import from_dict, to_dict
 from kws_edge.errors import ConfigError
 from kws_edge.training.config import TrainConfig, load_config
-from kws_edge.training.metrics import clip_metrics, confusion_matrix, from_confusion, metrics_table
+from kws_edge.metrics import clip_metrics, confusion_matrix, from_confusion, metrics_table
 
 LABELS = ("_silence_", "_unknown_", "yes", "no")
 

@@ -14,13 +14,8 @@ from kws_edge.errors import ConfigError
 from kws_edge.smoothing import Detection
 from kws_edge.training.config import TrainConfig
 from kws_edge.training.dataset import NoiseBank, index_dataset
-from kws_edge.training.streaming_eval import (
-    StreamConfig,
-    build_stream,
-    choose_setting,
-    score_detections,
-    select_thresholds,
-)
+from kws_edge.metrics import choose_setting, score_detections, select_thresholds
+from kws_edge.training.streaming_eval import StreamConfig, build_stream
 
 KW = ("yes", "no")
 EVENTS = [

@@ -83,7 +83,7 @@ def train_command(data, out, config_path, model, epochs, seed, overwrite, worker
     """Train a keyword-spotting model and write RUN_DIR (see docs/ARCHITECTURE.md)."""
     from .config import load_config
     from .fit import train
-    from .metrics import metrics_table
+    from ..metrics import metrics_table
 
     config = load_config(config_path, data=data[0] if len(data) == 1 else tuple(data), model=model, epochs=epochs, seed=seed,
                          distill_from=tuple(distill_from) or None)

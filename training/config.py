@@ -27,6 +27,7 @@ from typing import Any
 from ..config import from_dict, load_toml, to_dict
 from ..errors import ConfigError
 from ..features import MfccConfig
+from ..metrics import SILENCE_LABEL, UNKNOWN_LABEL
 
 __all__ = [
     "LABELS",
@@ -41,8 +42,6 @@ __all__ = [
     "apply_overrides",
 ]
 
-SILENCE_LABEL = "_silence_"
-UNKNOWN_LABEL = "_unknown_"
 KEYWORDS = ("yes", "no")
 LABELS = (SILENCE_LABEL, UNKNOWN_LABEL) + KEYWORDS
 

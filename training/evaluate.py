@@ -27,7 +27,7 @@ from .config import SILENCE_LABEL, TrainConfig
 from .dataset import NoiseBank, index_dataset
 from .featurize import clean_features
 from .fit import resolve_data
-from .metrics import clip_metrics
+from ..metrics import clip_metrics
 from .rundir import RunDir, open_run
 from .streaming_eval import StreamConfig, build_stream, evaluate_stream
 

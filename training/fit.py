@@ -38,7 +38,7 @@ from .augment import spec_augment
 from .config import SILENCE_LABEL, UNKNOWN_LABEL, TrainConfig
 from .dataset import DatasetIndex, index_dataset
 from .featurize import FeatureStats, augmented_features, clean_features
-from .metrics import clip_metrics
+from ..metrics import clip_metrics
 from .tf_import import import_keras, import_tensorflow
 
 __all__ = ["train", "Progress", "git_commit", "resolve_data"]

@@ -1,32 +1,21 @@
-"""Streaming evaluation: a long test recording through the real ``KeywordDetector``.
+"""The one streaming evaluation: a long test recording through the real ``KeywordDetector``, scored.
 
 The recording (:func:`build_stream`) strings together one-second clips of a
 split (keywords and other words, at random gains, with random gaps) over a
 background bed of that split's portion of the noise recordings (or generated
 pink noise), whose level changes every ``noise_segment_s`` seconds. The ground
-truth is the list of placed clips with their times.
+truth is the list of placed clips with their times. Every placed clip also
+records its signal-to-noise ratio (``snr_db``: the RMS of the clip as placed
+against the RMS of the noise bed under it, the definition
+``augment.noise_snr_db`` uses in training; None over a silent bed): the stream
+mixes quiet words into loud noise, and whether the misses are the model's or
+the noise's is the first question.
 
-Scoring (:func:`score_detections`), the tolerance window: a detection of
-keyword K at time t (the end of the detector's one-second window) is a *hit*
-for a K clip placed at [start, start + 1 s] when
-``start <= t <= start + 1 s + tolerance_ms`` (default 500 ms: the smoothing
-window and ``min_count`` delay a detection past the end of the word). Each
-clip is hit at most once; a second detection inside the same window is a
-*duplicate* (counted, but neither a hit nor a false accept). Every other
-detection, including the wrong keyword on a keyword clip, is a *false accept*.
-FRR = missed keyword clips / keyword clips; FA/h = false accepts per hour of
-stream.
-
-Every placed clip also records its signal-to-noise ratio (``snr_db``: the RMS
-of the clip as placed against the RMS of the noise bed under it, the
-definition ``augment.noise_snr_db`` uses in training; None over a silent
-bed), and the score breaks the FRR down by SNR band (``by_snr``, bands
-:data:`SNR_BANDS_DB`): the stream mixes quiet words into loud noise, and
-whether the misses are the model's or the noise's is the first question.
-
-The DET curve replays the detector's own per-hop posteriors through its own
-:class:`~kws_edge.smoothing.PosteriorSmoother` for each threshold, which is
-exactly what the detector would do with that threshold.
+:func:`evaluate_stream` runs a bundle's detector over it (:func:`run_detector`)
+and scores the detections with :mod:`kws_edge.metrics` (the tolerance window,
+FRR, FA/h, the FRR by SNR band, the DET curve replayed through the detector's
+own smoother, per-keyword thresholds for a target FA/h). ``kws evaluate``, the
+pipeline's evaluate stage and the shipped bundles' recipes all measure with it.
 """
 
 from __future__ import annotations
@@ -42,16 +31,14 @@ from ..bundle import Bundle
 from ..config import to_dict
 from ..detector import KeywordDetector
 from ..errors import ConfigError
-from ..smoothing import Detection, DetectorConfig, PosteriorSmoother
-from .config import UNKNOWN_LABEL, TrainConfig
+from ..metrics import (DEFAULT_TOLERANCE_MS, UNKNOWN_LABEL, det_curve, evaluation_hop_s, replay_detections,
+                       score_detections, select_thresholds)
+from ..smoothing import Detection, DetectorConfig
+from .config import TrainConfig
 from .dataset import Clip, NoiseBank, load_clip_audio, scale_to_dbfs
 
-__all__ = ["StreamConfig", "TestStream", "build_stream", "run_detector", "score_detections", "det_curve",
-           "select_thresholds", "choose_setting", "evaluate_stream", "SNR_BANDS_DB", "IsolatedConfig",
+__all__ = ["StreamConfig", "TestStream", "build_stream", "run_detector", "evaluate_stream", "IsolatedConfig",
            "isolated_detection"]
-
-#: SNR bands (dB, lower edge inclusive) of the FRR breakdown; an event over a silent bed counts as +inf
-SNR_BANDS_DB = ((-np.inf, 0.0), (0.0, 10.0), (10.0, 20.0), (20.0, np.inf))
 
 
 @dataclass(frozen=True)
@@ -64,7 +51,7 @@ class StreamConfig:
     clip_gain_db: tuple[float, float] = (-15.0, 3.0)
     noise_dbfs: tuple[float, float] = (-65.0, -35.0)
     noise_segment_s: float = 20.0
-    tolerance_ms: float = 500.0
+    tolerance_ms: float = DEFAULT_TOLERANCE_MS
     seed: int = 0
 
 
@@ -183,139 +170,27 @@ def run_detector(bundle: Bundle, stream: TestStream, config: DetectorConfig | No
     return detections, posts.reshape(-1, n_labels), times.astype(np.float64)
 
 
-def score_detections(detections: list[Detection], events: list[dict], keywords: tuple[str, ...], duration_s: float,
-                     tolerance_ms: float = 500.0) -> dict[str, Any]:
-    """Hits, misses, false accepts (see the module docstring for the tolerance window)."""
-    tol = tolerance_ms / 1000.0
-    kw_events = [e for e in events if e["label"] in keywords]
-    matched = [False] * len(kw_events)
-    per_kw = {k: {"n": sum(e["label"] == k for e in kw_events), "hits": 0, "false_accepts": 0} for k in keywords}
-    duplicates = 0
-    false_accepts = []
-    for d in sorted(detections, key=lambda d: d.time_s):
-        candidates = [i for i, e in enumerate(kw_events)
-                      if e["label"] == d.label and e["start_s"] <= d.time_s <= e["end_s"] + tol]
-        free = [i for i in candidates if not matched[i]]
-        if free:
-            matched[free[0]] = True
-            per_kw[d.label]["hits"] += 1
-        elif candidates:
-            duplicates += 1
-        else:
-            per_kw[d.label]["false_accepts"] += 1
-            false_accepts.append(d.to_dict())
-    hours = duration_s / 3600.0
-    n_kw = len(kw_events)
-    by_snr = []
-    snrs = [(i, np.inf if e["snr_db"] is None else e["snr_db"]) for i, e in enumerate(kw_events) if "snr_db" in e]
-    for lo, hi in SNR_BANDS_DB:
-        band = [matched[i] for i, snr in snrs if lo <= snr and (snr < hi or hi == np.inf)]
-        if band:
-            by_snr.append({"snr_db": [None if np.isinf(lo) else lo, None if np.isinf(hi) else hi],
-                           "n": len(band), "hits": int(sum(band)), "false_reject_rate": 1 - sum(band) / len(band)})
-    for k, v in per_kw.items():
-        v["false_reject_rate"] = (1 - v["hits"] / v["n"]) if v["n"] else None
-        v["false_accepts_per_hour"] = v["false_accepts"] / hours if hours else None
-    return {
-        "duration_s": duration_s,
-        "n_keywords": n_kw,
-        "hits": int(sum(matched)),
-        "false_reject_rate": (1 - sum(matched) / n_kw) if n_kw else None,
-        "false_accepts": len(false_accepts),
-        "false_accepts_per_hour": len(false_accepts) / hours if hours else None,
-        "duplicates": duplicates,
-        "tolerance_ms": tolerance_ms,
-        "per_keyword": per_kw,
-        "by_snr": by_snr,
-        "false_accept_events": false_accepts[:50],
-    }
-
-
-def _replay(posteriors: np.ndarray, times: np.ndarray, labels, keywords, config: DetectorConfig,
-            hop_s: float) -> list[Detection]:
-    sm = PosteriorSmoother(tuple(labels), tuple(keywords), config, hop_s=hop_s)
-    out = []
-    for p, t in zip(posteriors, times):
-        hit = sm.update(p, float(t))
-        if hit is not None:
-            out.append(hit)
-    return out
-
-
-DEFAULT_THRESHOLDS = tuple(float(t) for t in np.round(np.concatenate(
-    [np.arange(0.1, 0.9, 0.05), np.arange(0.9, 0.99, 0.01), [0.99, 0.995]]), 3))
-
-
-def det_curve(posteriors: np.ndarray, times: np.ndarray, bundle: Bundle, stream: TestStream,
-              base: DetectorConfig, *, tolerance_ms: float = 500.0,
-              thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS) -> list[dict[str, Any]]:
-    """One point per threshold (the same for every keyword): FRR and FA/h, overall and per keyword."""
-    m = bundle.manifest
-    hop_s = m.features.hop_samples * base.stride_hops / m.features.sample_rate_hz
-    points = []
-    for t in thresholds:
-        cfg = dataclasses.replace(base, thresholds={k: float(t) for k in m.keywords})
-        dets = _replay(posteriors, times, m.labels, m.keywords, cfg, hop_s)
-        s = score_detections(dets, stream.events, m.keywords, stream.duration_s, tolerance_ms)
-        points.append({"threshold": float(t), "false_reject_rate": s["false_reject_rate"],
-                       "false_accepts_per_hour": s["false_accepts_per_hour"],
-                       "per_keyword": {k: {"false_reject_rate": v["false_reject_rate"],
-                                           "false_accepts_per_hour": v["false_accepts_per_hour"]}
-                                       for k, v in s["per_keyword"].items()}})
-    return points
-
-
-def select_thresholds(points: list[dict[str, Any]], keywords: tuple[str, ...], target_fa_per_hour: float,
-                      ) -> dict[str, float]:
-    """Per keyword, the lowest threshold whose own FA/h is within its share of the target.
-
-    ``points`` come from :func:`det_curve` on a *validation* stream; each
-    keyword gets ``target_fa_per_hour / len(keywords)``. If no threshold
-    meets it, the highest threshold is returned for that keyword.
-    """
-    share = target_fa_per_hour / max(1, len(keywords))
-    out = {}
-    for k in keywords:
-        ok = [p["threshold"] for p in points if p["per_keyword"][k]["false_accepts_per_hour"] <= share]
-        out[k] = float(min(ok)) if ok else float(max(p["threshold"] for p in points))
-    return out
-
-
-def choose_setting(scores: list[dict[str, Any]], target_fa_per_hour: float, target_frr: float) -> int:
-    """Index of the detector setting to ship among ``scores`` (each with ``false_reject_rate`` and
-    ``false_accepts_per_hour``, measured on a *tuning* stream).
-
-    The lowest FRR among the settings within the FA/h target; if none is, the setting nearest to both
-    targets, each figure counted in multiples of its target (``FA/h / target_fa_per_hour + FRR /
-    target_frr``), so a setting never buys its last false accepts with most of the keywords.
-    """
-    if not scores:
-        raise ConfigError("no detector settings to choose from")
-    if target_fa_per_hour <= 0 or target_frr <= 0:
-        raise ConfigError(f"targets must be > 0 (FA/h {target_fa_per_hour}, FRR {target_frr})")
-    within = [i for i, s in enumerate(scores) if s["false_accepts_per_hour"] <= target_fa_per_hour]
-    if within:
-        return min(within, key=lambda i: scores[i]["false_reject_rate"])
-    return min(range(len(scores)), key=lambda i: (scores[i]["false_accepts_per_hour"] / target_fa_per_hour
-                                                  + scores[i]["false_reject_rate"] / target_frr))
-
-
 def evaluate_stream(bundle: Bundle, stream: TestStream, *, config: DetectorConfig | None = None,
-                    tolerance_ms: float = 500.0, target_fa_per_hour: float | None = None,
+                    tolerance_ms: float = DEFAULT_TOLERANCE_MS, target_fa_per_hour: float | None = None,
                     det: bool = True) -> dict[str, Any]:
-    """Run, score, and (optionally) sweep thresholds; JSON-ready result."""
+    """Run, score, and (optionally) sweep thresholds; JSON-ready result.
+
+    The result is :func:`kws_edge.metrics.score_detections` of the detector at ``config`` (default: the
+    bundle's), plus ``detector`` (those settings), ``det_curve`` (with ``det``) and, with
+    ``target_fa_per_hour``, ``selected``: per-keyword thresholds for that target
+    (:func:`~kws_edge.metrics.select_thresholds`) and their FRR and FA/h on this same stream.
+    """
     base = config or bundle.manifest.detector
     detections, posteriors, times = run_detector(bundle, stream, base)
-    result = score_detections(detections, stream.events, bundle.manifest.keywords, stream.duration_s, tolerance_ms)
+    m = bundle.manifest
+    result = score_detections(detections, stream.events, m.keywords, stream.duration_s, tolerance_ms)
     result["detector"] = to_dict(base)
     if det:
         result["det_curve"] = det_curve(posteriors, times, bundle, stream, base, tolerance_ms=tolerance_ms)
     if target_fa_per_hour is not None and det:
-        chosen = select_thresholds(result["det_curve"], bundle.manifest.keywords, target_fa_per_hour)
+        chosen = select_thresholds(result["det_curve"], m.keywords, target_fa_per_hour)
         cfg = dataclasses.replace(base, thresholds=chosen)
-        m = bundle.manifest
-        hop_s = m.features.hop_samples * base.stride_hops / m.features.sample_rate_hz
-        dets = _replay(posteriors, times, m.labels, m.keywords, cfg, hop_s)
+        dets = replay_detections(posteriors, times, m.labels, m.keywords, cfg, evaluation_hop_s(bundle, cfg))
         s = score_detections(dets, stream.events, m.keywords, stream.duration_s, tolerance_ms)
         result["selected"] = {"target_false_accepts_per_hour": target_fa_per_hour, "thresholds": chosen,
                               "false_reject_rate": s["false_reject_rate"],

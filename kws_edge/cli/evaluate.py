@@ -47,7 +47,7 @@ def evaluate_command(data, bundle_dir, run_dir, stream_minutes, split, target_fa
 
     try:
         from ..training.evaluate import evaluate
-        from ..training.metrics import metrics_table
+        from ..metrics import metrics_table
         from ..training.streaming_eval import StreamConfig
     except ImportError as exc:  # pragma: no cover - depends on the install
         from ..errors import BackendUnavailableError

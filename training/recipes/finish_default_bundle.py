@@ -38,7 +38,7 @@ THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995
 
 def _clip_metrics_bundle(bundle, x: np.ndarray, y: np.ndarray, labels, keywords) -> dict:
     from kws_edge.model import KwsModel
-    from kws_edge.training.metrics import clip_metrics
+    from kws_edge.metrics import clip_metrics
 
     model = KwsModel(bundle)
     pred = np.array([int(np.argmax(model.scores_features(f))) for f in x], np.int64)
@@ -48,7 +48,7 @@ def _clip_metrics_bundle(bundle, x: np.ndarray, y: np.ndarray, labels, keywords)
 def _float_metrics(run_dir: Path, x: np.ndarray, y: np.ndarray, labels, keywords) -> dict:
     import keras
 
-    from kws_edge.training.metrics import clip_metrics
+    from kws_edge.metrics import clip_metrics
     from kws_edge.training.rundir import open_run
 
     run = open_run(run_dir)
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     from kws_edge.training.config import SILENCE_LABEL
     from kws_edge.training.dataset import NoiseBank, index_dataset
     from kws_edge.training.rundir import open_run
-    from kws_edge.training.streaming_eval import (StreamConfig, build_stream, choose_setting, det_curve,
-                                                  run_detector, score_detections, select_thresholds)
+    from kws_edge.metrics import choose_setting, det_curve, score_detections, select_thresholds
+    from kws_edge.training.streaming_eval import StreamConfig, build_stream, run_detector
 
     run = open_run(args.run)
     data = tuple(str(d) for d in args.data)
@@ -213,11 +213,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replayed(posts, times, bundle, detector, stream):
-    from kws_edge.training.streaming_eval import _replay
+    from kws_edge.metrics import evaluation_hop_s, replay_detections
 
     m = bundle.manifest
-    hop_s = m.features.hop_samples * detector.stride_hops / m.features.sample_rate_hz
-    return _replay(posts, times, m.labels, m.keywords, detector, hop_s), stream.events
+    return replay_detections(posts, times, m.labels, m.keywords, detector, evaluation_hop_s(bundle, detector)), \
+        stream.events
 
 
 if __name__ == "__main__":
