@@ -139,7 +139,7 @@ def build_bench_bundle(out: Path, seed: int = 1234) -> Path:
     with contextlib.redirect_stdout(io.StringIO()):
         model_bytes = conv.convert()
 
-    from kws_edge.bench import estimate_activation_bytes
+    from kws_edge.activations import interpreter_peak_activation_bytes
     from kws_edge.engine import Engine
 
     eng = Engine(model_bytes)
@@ -154,7 +154,7 @@ def build_bench_bundle(out: Path, seed: int = 1234) -> Path:
         features=cfg,
         normalization=norm,
         model=ModelFile(file="model.tflite", sha256="", size_bytes=0, input=spec(eng.input), output=spec(eng.output),
-                        peak_activation_bytes=estimate_activation_bytes(model_bytes)),
+                        peak_activation_bytes=interpreter_peak_activation_bytes(model_bytes)),
         detector=DetectorConfig(),
         provenance={"recipe": "benchmarks/bench_bundle.py", "seed": seed},
     )

@@ -36,8 +36,9 @@ import pytest  # noqa: E402
 
 from bench_support import FIGURES as _FIGURES  # noqa: E402
 from kws_edge import bench  # noqa: E402
+from kws_edge.workstation import gates as bench_gates  # noqa: E402
 
-_GATES: list[tuple[str, bench.Gate]] = []
+_GATES: list[tuple[str, bench_gates.Limit]] = []
 _NOTES: dict[str, str] = {}
 
 
@@ -77,13 +78,13 @@ def device_profile(pytestconfig):
     if profile is None:
         _NOTES["device"] = f"NONE: {how}; absolute budget gates are NOT checked in this run"
     else:
-        _NOTES["device"] = f"{bench.profile_name(profile)} ({how})"
+        _NOTES["device"] = f"{bench_gates.profile_name(profile)} ({how})"
     return profile
 
 
 @pytest.fixture(scope="session")
 def budgets(device_profile) -> dict[str, float]:
-    return bench.profile_budgets(device_profile) if device_profile is not None else {}
+    return bench_gates.profile_budgets(device_profile) if device_profile is not None else {}
 
 
 def _slow_mfcc_detector(detector):
@@ -136,14 +137,14 @@ class GateRecorder:
         self.test_name = test_name
         self.benchmark = benchmark
 
-    def check(self, *gates: bench.Gate) -> None:
+    def check(self, *gates: bench_gates.Limit) -> None:
         for g in gates:
             _GATES.append((self.test_name, g))
         if self.benchmark is not None:
             self.benchmark.extra_info.setdefault("gates", []).extend(g.to_dict() for g in gates)
         failed = [g for g in gates if not g.passed]
         if failed:
-            pytest.fail("budget exceeded\n" + bench.format_gate_table(list(gates)), pytrace=False)
+            pytest.fail("budget exceeded\n" + bench_gates.limits_table(list(gates)), pytrace=False)
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line(f"{name.ljust(width)}  {text}")
     if _GATES:
         tr.write_line("")
-        tr.write_line(bench.format_gate_table([g for _, g in _GATES]))
+        tr.write_line(bench_gates.limits_table([g for _, g in _GATES]))
         n_failed = sum(not g.passed for _, g in _GATES)
         tr.write_line(f"\n{len(_GATES) - n_failed} gate(s) passed, {n_failed} failed")
 

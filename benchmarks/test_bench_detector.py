@@ -24,6 +24,8 @@ import pytest
 
 from bench_support import MIN_STREAMING_SPEEDUP, record_figure
 from kws_edge import bench
+from kws_edge.activations import interpreter_peak_activation_bytes
+from kws_edge.workstation import gates as bench_gates
 
 #: interleaved rounds per path; the cheapest counts ($KWS_BENCH_ROUNDS)
 ROUNDS = int(os.environ.get("KWS_BENCH_ROUNDS", "3"))
@@ -70,7 +72,7 @@ def test_streaming_vs_naive_ratio(detector, kws_model, audio_10s, gate):
     record_figure("same-run CPU per s of audio",
                   f"streaming {s.cpu_ms_per_audio_s:.2f} ms, naive {n.cpu_ms_per_audio_s:.2f} ms, "
                   f"ratio {n.cpu_s / s.cpu_s:.1f}x (cheapest of {ROUNDS} balanced interleaved rounds)")
-    gate.check(bench.ratio_gate("naive/streaming CPU per s audio", n.cpu_s, s.cpu_s, MIN_STREAMING_SPEEDUP))
+    gate.check(bench_gates.ratio_gate("naive/streaming CPU per s audio", n.cpu_s, s.cpu_s, MIN_STREAMING_SPEEDUP))
 
 
 @pytest.mark.gate
@@ -83,7 +85,7 @@ def test_device_budgets(detector, loaded_bundle, audio_10s, budgets, device_prof
     }, rounds=ROUNDS)
     stats, hops = best["blocks"], best["hops"]
     m = loaded_bundle.manifest.model
-    activation = m.peak_activation_bytes or bench.estimate_activation_bytes(loaded_bundle.model_bytes)
+    activation = m.peak_activation_bytes or interpreter_peak_activation_bytes(loaded_bundle.model_bytes)
     measured = {
         "model_bytes": float(m.size_bytes),
         "activation_bytes": float(activation),
@@ -92,11 +94,11 @@ def test_device_budgets(detector, loaded_bundle, audio_10s, budgets, device_prof
     }
     record_figure("hop latency p99", f"{hops.hop_cpu_ms_at(99):.3f} ms CPU (gated), "
                                      f"{hops.latency_ms(99):.3f} ms wall (reported)")
-    source = bench.profile_name(device_profile)
-    gates = bench.budget_gates(measured, budgets, source=source)
-    missing = [k for k in bench.BUDGET_KEYS if k not in budgets]
+    source = bench_gates.profile_name(device_profile)
+    gates = bench_gates.budget_gates(measured, budgets, source=source)
+    missing = [k for k in bench_gates.BUDGET_KEYS if k not in budgets]
     if missing:
         record_figure("budgets not set by profile", ", ".join(missing))
-    assert gates, f"device profile {source} sets none of the budgets {list(bench.BUDGET_KEYS)}"
+    assert gates, f"device profile {source} sets none of the budgets {list(bench_gates.BUDGET_KEYS)}"
     assert all(not math.isnan(g.value) for g in gates)
     gate.check(*gates)

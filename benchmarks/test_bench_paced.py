@@ -36,6 +36,7 @@ import pytest
 
 from bench_support import record_figure
 from kws_edge import bench
+from kws_edge.workstation import gates as bench_gates
 from kws_edge.audio import to_int16
 
 pymicro = pytest.importorskip("pymicro_wakeword", reason="pymicro-wakeword (the dev extra) runs the peer benchmark")
@@ -122,22 +123,22 @@ def test_paced_and_peer_cost(benchmark, detector, gate):
                       f"{p.cpu_ms_per_audio_s:.2f} / {p.call_cpu_ms_per_audio_s:.2f}, tight "
                       f"{pt.cpu_ms_per_audio_s:.2f} / {pt.call_cpu_ms_per_audio_s:.2f}; ratio paced "
                       f"{p.cpu_s / k.cpu_s:.1f}x, tight {pt.cpu_s / kt.cpu_s:.1f}x")
-    reported = [bench.Gate(f"kws-edge {name} inside process()", best[f"kws {name}"].call_cpu_ms_per_audio_s,
+    reported = [bench_gates.gate(f"kws-edge {name} inside process()", best[f"kws {name}"].call_cpu_ms_per_audio_s,
                            limit, unit="ms", source="issue 21 target, reported only")
                 for name, limit in TARGETS_MS.items()]
-    reported.append(bench.ratio_gate("pymicro-wakeword / kws-edge, tight, 100 ms", best["peer tight 100 ms"].cpu_s,
+    reported.append(bench_gates.ratio_gate("pymicro-wakeword / kws-edge, tight, 100 ms", best["peer tight 100 ms"].cpu_s,
                                      best["kws tight 100 ms"].cpu_s, 3.0))
-    print("\n" + bench.format_gate_table(reported, title="issue 21 targets (reported, not gated)"))
+    print("\n" + bench_gates.limits_table(reported, title="issue 21 targets (reported, not gated)"))
     tight_10, tight_100 = best["kws tight 10 ms"], best["kws tight 100 ms"]
     chunk_ratio = tight_10.call_cpu_ms_per_audio_s / tight_100.call_cpu_ms_per_audio_s
     record_figure("chunk-size cost ratio 10 ms / 100 ms (inside process())",
                   f"tight {chunk_ratio:.2f}, paced "
                   f"{best['kws paced 10 ms'].call_cpu_ms_per_audio_s / best['kws paced 100 ms'].call_cpu_ms_per_audio_s:.2f}")
     gate.check(
-        bench.ratio_gate("pymicro-wakeword / kws-edge CPU, paced, 10 ms chunks", best["peer paced 10 ms"].cpu_s,
+        bench_gates.ratio_gate("pymicro-wakeword / kws-edge CPU, paced, 10 ms chunks", best["peer paced 10 ms"].cpu_s,
                          best["kws paced 10 ms"].cpu_s, MIN_PEER_RATIO_PACED),
-        bench.ratio_gate("pymicro-wakeword / kws-edge CPU, paced, 100 ms chunks", best["peer paced 100 ms"].cpu_s,
+        bench_gates.ratio_gate("pymicro-wakeword / kws-edge CPU, paced, 100 ms chunks", best["peer paced 100 ms"].cpu_s,
                          best["kws paced 100 ms"].cpu_s, MIN_PEER_RATIO_PACED),
-        bench.Gate("kws-edge CPU per s of audio, 10 ms / 100 ms chunks (tight, inside process())", chunk_ratio,
+        bench_gates.gate("kws-edge CPU per s of audio, 10 ms / 100 ms chunks (tight, inside process())", chunk_ratio,
                    MAX_CHUNK_COST_RATIO, kind="max", unit="x", source="same-run ratio"),
     )

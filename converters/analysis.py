@@ -11,11 +11,9 @@ the ``flatbuffers`` package) and reports:
   points, 8 bytes each, as the schema stores them) and the most scales on one
   constant tensor (1: per-tensor weight scales; the channel count: per-channel;
   0: no quantised constants), which is what ``kws-convert --per-tensor`` saves;
-* **peak activation bytes**: every non-constant tensor of the main subgraph
-  lives from the operator that writes it (the start, for model inputs and
-  variables) to the last operator that reads it (the end, for model outputs
-  and variables); the peak is the largest sum of live tensor sizes at any
-  operator. This is a *lower bound* on a TFLite Micro arena: the real arena
+* **peak activation bytes** of the main subgraph, by
+  :func:`kws_edge.activations.peak_live_bytes` (tensor lifetimes; variables live
+  throughout). This is a *lower bound* on a TFLite Micro arena: the real arena
   adds kernel scratch buffers, alignment padding and the planner's
   fragmentation, and the LiteRT interpreter on Linux allocates more still;
 * MACs per inference, per operator type, from tensor shapes: CONV_2D =
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kws_edge.activations import peak_live_bytes
 from kws_edge.bundle import TensorSpec
 from kws_edge.errors import BackendUnavailableError, BundleError
 
@@ -279,14 +278,7 @@ def analyze_model(model: bytes | str | Path) -> ModelAnalysis:
         for t in set(first) | pinned
         if not is_constant(tensors[t])
     }
-    pinned_bytes = sum(live_sizes[t] for t in pinned if t in live_sizes)
-    peak, peak_at = 0, 0
-    for i in range(max(n_ops, 1)):
-        total = pinned_bytes + sum(
-            size for t, size in live_sizes.items() if t not in pinned and first[t] <= i <= last.get(t, first[t])
-        )
-        if total > peak:
-            peak, peak_at = total, i
+    peak, peak_at = peak_live_bytes(n_ops, live_sizes, first, last, pinned)
 
     costs = []
     by_op: dict[str, int] = {}

@@ -7,13 +7,8 @@ unknown device, bad option).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
 import sys
-import tempfile
-from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -56,7 +51,8 @@ def _device_help() -> str:
               help="int8 weights with one scale per tensor, not per output channel: a smaller file "
                    "(12 bytes less per channel of each weight tensor); check the accuracy it reports")
 @click.option("--streaming", is_flag=True,
-              help="also write the streaming (stateful) form of a 'tcn' model into the bundle; the detector uses it")
+              help="also convert the streaming (stateful) form of a streamable model (tcn) into the bundle; the "
+                   "detector runs it, so budgets and parity are checked on it")
 @click.version_option(package_name="kws-edge")
 def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, representative_n: int, max_drop: float,
                     allow_over_budget: bool, overwrite: bool, measure: bool | None, as_json: bool,
@@ -65,33 +61,13 @@ def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, repr
     """Quantise a kws-train run and write a bundle checked against a device's budgets."""
     from .convert import convert_run
 
-    if streaming:
-        from .streaming import check_streamable_run
-
-        check_streamable_run(run_dir)
     try:
-        with _staging(out_dir, overwrite, staged=streaming) as window_dir:
-            report = convert_run(
-                run_dir, device=device, out_dir=window_dir, quantize=quantize, representative_n=representative_n,
-                max_accuracy_drop_points=max_drop, allow_over_budget=allow_over_budget,
-                overwrite=overwrite or streaming, measure=measure, stride_hops=stride_hops,
-                strip_names=strip_names, per_channel=not per_tensor,
-            )
-            if streaming:  # issue 8: the stateful twin of the window model, written with the window bundle
-                from .streaming import StreamingConversionConfig, add_streaming_to_bundle
-
-                stream = add_streaming_to_bundle(
-                    run_dir, window_dir, out_dir=out_dir, overwrite=overwrite, device=device,
-                    allow_over_budget=allow_over_budget,
-                    config=StreamingConversionConfig(quantize=quantize, per_channel=not per_tensor,
-                                                     strip_names=strip_names))
-                from kws_edge.budgets import BudgetReport
-                from kws_edge.bundle import load_bundle
-
-                written = load_bundle(out_dir).manifest
-                report = dataclasses.replace(report, bundle_dir=Path(out_dir), manifest=written,
-                                             budgets=BudgetReport.from_dict(written.budgets),
-                                             tflm=report.tflm + ((stream.tflm,) if stream.tflm else ()))
+        report = convert_run(
+            run_dir, device=device, out_dir=out_dir, quantize=quantize, representative_n=representative_n,
+            max_accuracy_drop_points=max_drop, allow_over_budget=allow_over_budget, overwrite=overwrite,
+            measure=measure, stride_hops=stride_hops, strip_names=strip_names, per_channel=not per_tensor,
+            streaming=streaming,
+        )
     except BudgetExceeded as exc:
         report_table = getattr(exc, "report", None)
         if report_table is not None:
@@ -100,33 +76,21 @@ def convert_command(run_dir: str, device: str, out_dir: str, quantize: str, repr
     if as_json:
         import json
 
+        from kws_edge.config import to_dict
+
         click.echo(json.dumps({
             "bundle": str(report.bundle_dir),
-            "model": {k: v for k, v in report.analysis.to_dict().items()},
-            "metrics": report.manifest.metrics,
-            "budgets": report.budgets.to_dict(),
-            "tflm": {check.file: {**check.to_dict(), "build": check.build.to_dict(), "seconds": round(check.seconds, 3)}
-                     for check in report.tflm},
+            "model": report.analysis.to_dict(),
+            "streaming_model": report.streaming_analysis.to_dict() if report.streaming_analysis else None,
+            "metrics": to_dict(report.manifest.metrics),
+            "budgets": to_dict(report.budgets),
+            "tflm": {check.file: {**to_dict(check.record()), "build": to_dict(check.build),
+                                  "seconds": round(check.seconds, 3)} for check in report.tflm},
         }, indent=2))
     else:
         if not report.budgets.within_budget:
             click.echo(report.budgets.table(), err=True)
         click.echo(report.summary())
-
-
-@contextlib.contextmanager
-def _staging(out_dir: str, overwrite: bool, *, staged: bool) -> Iterator[str]:
-    """Where the window bundle is written: ``out_dir``, or a temporary directory when a streaming model
-    is still to be added (so a refused streaming model leaves nothing at ``out_dir``)."""
-    if not staged:
-        yield out_dir
-        return
-    from kws_edge.errors import KwsError
-
-    if Path(out_dir).expanduser().exists() and not overwrite:
-        raise KwsError(f"{out_dir} already exists; choose another --out or pass --overwrite")
-    with tempfile.TemporaryDirectory(prefix="kws-convert-") as tmp:
-        yield str(Path(tmp) / "bundle")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,18 +34,11 @@ import numpy as np
 
 from kws_edge.errors import ConfigError, ConversionError
 from kws_edge.features import Normalization
-from kws_edge.training import tf_import as _tf_import
-from kws_edge.training.tf_import import captured_output, import_keras
+from kws_edge.training.tf_import import captured_output, import_keras, import_tensorflow
 
-__all__ = ["convert_keras", "batch1_clone", "import_tensorflow", "captured_output", "QUANTIZE_MODES",
-           "strip_tensor_names", "configure_int8"]
+__all__ = ["convert_keras", "batch1_clone", "QUANTIZE_MODES", "strip_tensor_names", "configure_int8"]
 
 QUANTIZE_MODES = ("int8", "float32")
-
-
-def import_tensorflow() -> Any:
-    """Import TensorFlow quietly (kws_edge.training.tf_import), or explain how to install it."""
-    return _tf_import.import_tensorflow("conversion")
 
 
 def batch1_clone(model: Any) -> Any:
@@ -86,7 +79,7 @@ def configure_int8(converter: Any, representative: Any, *, per_channel: bool = T
     tensor one scale (``_experimental_disable_per_channel``: the converter's own switch, private in
     TF 2.21; tests/test_quantize_per_tensor.py fails if it stops taking effect).
     """
-    tf = import_tensorflow()
+    tf = import_tensorflow("conversion")
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
@@ -126,7 +119,7 @@ def convert_keras(
     """
     if quantize not in QUANTIZE_MODES:
         raise ConfigError(f"quantize={quantize!r} must be one of {', '.join(QUANTIZE_MODES)}")
-    tf = import_tensorflow()
+    tf = import_tensorflow("conversion")
     m = batch1_clone(model) if clone else model
     input_shape = tuple(int(d) if d is not None else 1 for d in m.inputs[0].shape)
     converter = tf.lite.TFLiteConverter.from_keras_model(m)

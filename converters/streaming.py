@@ -1,4 +1,4 @@
-"""Conversion of the streaming form of a ``tcn`` model, state included.
+"""Conversion of the streaming form of a streamable model (``tcn``), state included.
 
 The window model converts as usual. Its streaming twin
 (:func:`kws_edge.training.streaming_model.to_streaming`) has two inputs, the
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -33,10 +32,11 @@ from typing import Any, Iterator, Literal
 import numpy as np
 
 from kws_edge.bundle import MANIFEST_NAME, ModelFile, TensorSpec, load_bundle, save_bundle, sha256_bytes
+from kws_edge.bundle.provenance import ConversionRecord, StreamingConversionRecord
 from kws_edge.engine import Engine
 from kws_edge.errors import ConversionError
 from kws_edge.features import Normalization
-from kws_edge.training.tf_import import import_keras, import_tensorflow
+from kws_edge.training.tf_import import captured_output, import_keras, import_tensorflow
 
 __all__ = [
     "STREAMING_MODEL_NAME",
@@ -47,8 +47,8 @@ __all__ = [
     "pseudo_streams",
     "streaming_model_file",
     "attach_streaming_model",
-    "add_streaming_to_bundle",
-    "check_streamable_run",
+    "stream_io",
+    "TFLM_PARITY_CLIPS",
 ]
 
 STREAMING_MODEL_NAME = "model_streaming.tflite"
@@ -167,8 +167,6 @@ def _quiet_convert(converter: Any) -> bytes:
     not print. On failure the last lines of that log go into the ConversionError."""
     import warnings
 
-    from .quantize import captured_output
-
     with captured_output() as log, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -185,6 +183,11 @@ def _float_tflite(stream_model: Any) -> bytes:
 
     converter = tf.lite.TFLiteConverter.from_keras_model(stream_model)
     return _quiet_convert(converter)
+
+
+def stream_io(engine: Engine) -> "_StreamIO":
+    """The frames, state and probability tensors of a streaming model (see :class:`_StreamIO`)."""
+    return _StreamIO(engine)
 
 
 class _StreamIO:
@@ -269,48 +272,34 @@ def _spec(info: Any) -> TensorSpec:
     return TensorSpec(shape=tuple(info.shape), dtype=info.dtype, scale=info.scale, zero_point=info.zero_point)
 
 
-def streaming_model_file(model_bytes: bytes, *, file: str = STREAMING_MODEL_NAME, quantization: str = "int8",
-                         analysis: dict[str, Any] | None = None) -> ModelFile:
+def streaming_model_file(model_bytes: bytes, *, file: str = STREAMING_MODEL_NAME, quantization: str = "int8") -> ModelFile:
     """The manifest entry of a streaming model: frames in, probabilities out, state as the extra input."""
     engine = Engine(model_bytes)
     io_ = _StreamIO(engine)
-    extra = dict(analysis or {})
     return ModelFile(
         file=file, sha256=sha256_bytes(model_bytes), size_bytes=len(model_bytes),
         input=_spec(io_.frames), output=_spec(io_.probs), quantization=quantization,
-        extra_inputs=(_spec(io_.state_in),), **extra,
+        extra_inputs=(_spec(io_.state_in),),
     )
 
 
-def _analysis(model_bytes: bytes) -> dict[str, Any]:
-    """Model analysis from the conversion engineer's module when it exists (best effort, optional)."""
-    try:
-        from kws_edge.converters import analysis as an  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    try:
-        report = an.analyze_model(model_bytes)
-    except Exception:
-        return {}
-    out = {}
-    for key in ("peak_activation_bytes", "weight_bytes", "macs_per_inference"):
-        if hasattr(report, key):
-            out[key] = int(getattr(report, key))
-    if hasattr(report, "operators"):
-        out["operators"] = tuple(str(o) for o in report.operators)
-    return out
-
-
 def attach_streaming_model(bundle_dir: str | Path, model_bytes: bytes, *, out_dir: str | Path | None = None,
-                           quantization: str = "int8", metrics: dict[str, Any] | None = None,
-                           overwrite: bool = False, budgets: dict[str, Any] | None = None) -> Path:
+                           quantization: str = "int8", record: StreamingConversionRecord | None = None,
+                           overwrite: bool = False) -> Path:
     """Write a bundle that carries ``model_bytes`` as its streaming model (atomically).
 
-    ``out_dir`` defaults to ``bundle_dir`` itself (replaced in place); ``budgets``
-    replaces the manifest's budgets when given.
+    For a streaming model converted outside ``kws-convert --streaming`` (which writes both models at once).
+    ``out_dir`` defaults to ``bundle_dir`` itself (replaced in place); ``record`` goes into
+    ``provenance.conversion.streaming``. The budgets stay the window model's: check the bundle again
+    (``kws bench``) for the model that now runs.
     """
+    from .analysis import analyze_model
+
     bundle = load_bundle(bundle_dir)
-    spec = streaming_model_file(model_bytes, quantization=quantization, analysis=_analysis(model_bytes))
+    cost = analyze_model(model_bytes)
+    spec = dataclasses.replace(streaming_model_file(model_bytes, quantization=quantization),
+                               peak_activation_bytes=cost.peak_activation_bytes, weight_bytes=cost.weight_bytes,
+                               macs_per_inference=cost.macs_per_inference, operators=cost.operators)
     engine = Engine(model_bytes)
     io_ = _StreamIO(engine)
     n_cepstra = bundle.manifest.features.n_cepstra
@@ -319,11 +308,11 @@ def attach_streaming_model(bundle_dir: str | Path, model_bytes: bytes, *, out_di
             f"streaming model takes {io_.frames.shape[2]} cepstra per frame but the bundle's features give "
             f"{n_cepstra}; convert the streaming model from the same run as the bundle"
         )
-    manifest_metrics = dict(bundle.manifest.metrics)
-    if metrics:
-        manifest_metrics["streaming"] = {**manifest_metrics.get("streaming", {}), **metrics}
-    manifest = dataclasses.replace(bundle.manifest, streaming_model=spec, metrics=manifest_metrics,
-                                   budgets=bundle.manifest.budgets if budgets is None else budgets)
+    provenance = bundle.manifest.provenance
+    if record is not None:
+        conversion = provenance.conversion or ConversionRecord()
+        provenance = dataclasses.replace(provenance, conversion=dataclasses.replace(conversion, streaming=record))
+    manifest = dataclasses.replace(bundle.manifest, streaming_model=spec, provenance=provenance)
     target = Path(out_dir) if out_dir is not None else Path(bundle_dir)
     in_place = target.resolve() == Path(bundle_dir).resolve()
     extra = {}
@@ -333,79 +322,3 @@ def attach_streaming_model(bundle_dir: str | Path, model_bytes: bytes, *, out_di
     save_bundle(target, manifest, bundle.model_bytes, streaming_model_bytes=model_bytes, extra_files=extra,
                 overwrite=overwrite or in_place)
     return target
-
-
-def check_streamable_run(run_dir: str | Path) -> None:
-    """Raise ConversionError unless the run trained a streamable architecture (before anything is written)."""
-    path = Path(run_dir) / "config.json"
-    try:
-        arch = json.loads(path.read_text())["model"]["architecture"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # the normal conversion reports a missing or broken run directory in its own words
-    if arch != "tcn":
-        raise ConversionError(
-            f"--streaming needs a streamable model, but {run_dir} trained {arch!r}; "
-            "train with kws-train --model tcn (or drop --streaming)"
-        )
-
-
-def add_streaming_to_bundle(run_dir: str | Path, bundle_dir: str | Path, *,
-                            config: StreamingConversionConfig = StreamingConversionConfig(),
-                            out_dir: str | Path | None = None, overwrite: bool = False, device: Any = None,
-                            allow_over_budget: bool = False) -> StreamingConversion:
-    """``kws-convert --streaming``: convert a run's ``tcn`` model to streaming form and add it to a bundle.
-
-    Reads ``model.keras``, ``normalization.json`` and ``arrays/representative.npz`` from the run directory
-    (see docs/ARCHITECTURE.md). When ``device`` is a profile whose runtime is TFLite Micro, the streaming
-    model is measured in TFLM (arena, closed-loop parity over a long stream of calibration clips) and its
-    arena budget is added to the manifest; an arena over the budget raises ``BudgetExceeded`` before
-    anything is written, unless ``allow_over_budget``.
-    """
-    keras = import_keras("conversion")
-
-    run = Path(run_dir)
-    for name in ("model.keras", "normalization.json", "arrays/representative.npz"):
-        if not (run / name).exists():
-            raise ConversionError(f"run directory {run} has no {name}; is it a complete kws-train run?")
-    model = keras.models.load_model(run / "model.keras", compile=False)
-    stats = json.loads((run / "normalization.json").read_text())
-    norm = Normalization(mean=tuple(stats["mean"]), std=tuple(stats["std"]))
-    with np.load(run / "arrays/representative.npz") as data:
-        x = data["x"]
-    conversion = convert_streaming(model, norm.apply(x), config)
-    budgets = None
-    profile = None
-    if device is not None:
-        from kws_edge.devices import load_profile
-
-        profile = load_profile(device)
-    if profile is not None and profile.runtime == "tflite-micro":
-        budgets, check = _tflm_budgets(bundle_dir, profile, conversion.model_bytes, norm.apply(x), config.seed,
-                                       allow_over_budget=allow_over_budget)
-        conversion = dataclasses.replace(conversion, tflm=check)
-    attach_streaming_model(bundle_dir, conversion.model_bytes, out_dir=out_dir, quantization=conversion.quantize,
-                           overwrite=overwrite, budgets=budgets,
-                           metrics={"block_frames": conversion.block_frames,
-                                    "n_calibration_pairs": conversion.n_calibration,
-                                    "state_size": conversion.state_size})
-    return conversion
-
-
-def _tflm_budgets(bundle_dir: str | Path, profile: Any, model_bytes: bytes, features: np.ndarray, seed: int, *,
-                  allow_over_budget: bool) -> tuple[dict[str, Any], Any]:
-    """The bundle's budgets with the streaming model's TFLM arena added; refuses an arena over budget."""
-    from kws_edge.budgets import BudgetReport
-
-    from .convert import _budget_error
-    from .tflm import add_arena_budget, check_streaming_model, require_parity
-
-    streams = pseudo_streams(features, n_streams=1, clips_per_stream=TFLM_PARITY_CLIPS, seed=seed)
-    check = check_streaming_model(model_bytes, streams, file=STREAMING_MODEL_NAME,
-                                  inputs="long stream of calibration clips")
-    require_parity(check)
-    budgets = add_arena_budget(load_bundle(bundle_dir).manifest.budgets, profile, check, streaming=True)
-    report = BudgetReport.from_dict(budgets)
-    budgets["allowed_over_budget"] = bool(allow_over_budget and not report.within_budget)
-    if not report.within_budget and not allow_over_budget:
-        raise _budget_error(report)
-    return budgets, check

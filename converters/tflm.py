@@ -45,13 +45,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from kws_edge.bundle.budgets import ArenaRecord, Budgets, TflmBuild, TflmModelRecord, TflmParity, TflmRecord
 from kws_edge.engine import captured_native_stderr
 from kws_edge.errors import BackendUnavailableError, ConversionError
 
 __all__ = [
-    "TflmBuild",
-    "ArenaMeasurement",
-    "TflmParity",
     "TflmCheck",
     "TflmInterpreter",
     "tflm_build",
@@ -63,6 +61,8 @@ __all__ = [
     "check_window_model",
     "check_streaming_model",
     "record_in_bundle",
+    "tflm_record",
+    "add_arena_budget",
     "require_parity",
     "MIN_ARGMAX_AGREEMENT",
 ]
@@ -92,22 +92,6 @@ def import_tflm() -> Any:
             "profile without it by choosing a device whose runtime is not tflite-micro"
         ) from None
     return runtime
-
-
-@dataclass(frozen=True)
-class TflmBuild:
-    """Which TFLite Micro measured: the package version and the git hash of its source."""
-
-    package: str
-    version: str
-    git_hash: str
-    platform: str
-
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
-
-    def describe(self) -> str:
-        return f"{self.package} {self.version} ({self.platform} build, reference kernels)"
 
 
 def tflm_build() -> TflmBuild:
@@ -177,23 +161,6 @@ class TflmInterpreter:
             self._interp.print_allocations()
         match = re.search(r"Arena allocation total (\d+) bytes", "".join(log))
         return int(match.group(1)) if match else 0
-
-
-@dataclass(frozen=True)
-class ArenaMeasurement:
-    """The tensor arena one model needs in TFLM."""
-
-    #: smallest arena with which AllocateTensors succeeds (the parity checks then invoke the model in it)
-    arena_bytes: int
-    #: the RecordingMicroAllocator's own total (leaves out the planner's temporary buffers)
-    arena_used_bytes: int
-    method: str
-    trials: int
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest form (no timing, so re-measuring the same model rewrites the same figures)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "seconds"}
 
 
 def _try(model_bytes: bytes, arena_bytes: int) -> bool:
@@ -281,7 +248,7 @@ _SEARCH_CHILD = (
 )
 
 
-def measure_arena(model_bytes: bytes, *, confirm: bool = True) -> ArenaMeasurement:
+def measure_arena(model_bytes: bytes, *, confirm: bool = True) -> ArenaRecord:
     """Smallest TFLM tensor arena for ``model_bytes``, by bisection of the arena size (1-byte resolution).
 
     The search runs in one child process (an arena far too small can crash
@@ -292,7 +259,6 @@ def measure_arena(model_bytes: bytes, *, confirm: bool = True) -> ArenaMeasureme
     or a fresh process disagrees, the bisection is redone with every trial in
     its own process (slow: about a second per trial).
     """
-    start = time.perf_counter()
     import_tflm()
     if len(model_bytes) < 8 or bytes(model_bytes[4:8]) != b"TFL3":
         raise ConversionError("not a TFLite model (the flatbuffer identifier TFL3 is missing); nothing to measure")
@@ -323,31 +289,7 @@ def measure_arena(model_bytes: bytes, *, confirm: bool = True) -> ArenaMeasureme
         found, n = _bisect(model_bytes, MIN_ARENA_BYTES - 1, hi, fresh=True)
         trials += n
         method = "bisection of the arena size, every trial in a fresh process"
-    return ArenaMeasurement(arena_bytes=int(found), arena_used_bytes=int(used), method=method, trials=int(trials),
-                            seconds=time.perf_counter() - start)
-
-
-@dataclass(frozen=True)
-class TflmParity:
-    """TFLM's int8 outputs against LiteRT's on the same int8 inputs."""
-
-    inputs: str
-    #: rows of probabilities compared (clips for a window model, frames for a streaming one)
-    n_compared: int
-    argmax_agreement: float
-    #: largest difference of any output value: int8 steps for int8 outputs, else output units
-    max_difference: float
-    difference_unit: str
-    reference: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "argmax_agreement": round(self.argmax_agreement, 6),
-                "max_difference": _num(self.max_difference)}
-
-    def summary(self) -> str:
-        agree = int(round(self.argmax_agreement * self.n_compared))
-        return (f"argmax agrees on {agree}/{self.n_compared} ({100 * self.argmax_agreement:.1f}%), "
-                f"largest difference {_num(self.max_difference)} {self.difference_unit}")
+    return ArenaRecord(arena_bytes=int(found), arena_used_bytes=int(used), method=method, trials=int(trials))
 
 
 def _num(v: float) -> float | int:
@@ -391,8 +333,8 @@ def window_parity(model_bytes: bytes, features: np.ndarray, *, arena_bytes: int,
         theirs.append(ref.run_raw(q)[0])
         ours.append(tflm.run_raw(q)[0])
     n, agree, diff, unit = _compare(ours, theirs)
-    return TflmParity(inputs=f"{len(features)} {inputs}", n_compared=n, argmax_agreement=agree,
-                      max_difference=diff, difference_unit=unit, reference=f"{ref.backend} ({ref.kernels} kernels)")
+    return TflmParity(inputs=f"{len(features)} {inputs}", n_compared=n, argmax_agreement=round(agree, 6),
+                      max_difference=_num(diff), difference_unit=unit, reference=f"{ref.backend} ({ref.kernels} kernels)")
 
 
 def _stream_roles(shapes_in: Sequence[Sequence[int]], shapes_out: Sequence[Sequence[int]]) -> tuple[int, int, int, int]:
@@ -446,7 +388,7 @@ def streaming_parity(model_bytes: bytes, streams: Sequence[np.ndarray], *, arena
     n, agree, diff, unit = _compare(ours, theirs)
     total_frames = sum(len(s) for s in streams)
     return TflmParity(inputs=f"{len(streams)} {inputs} ({total_frames} frames, {n_calls} calls, closed-loop state)",
-                      n_compared=n, argmax_agreement=agree, max_difference=diff, difference_unit=unit,
+                      n_compared=n, argmax_agreement=round(agree, 6), max_difference=_num(diff), difference_unit=unit,
                       reference=f"{ref.backend} ({ref.kernels} kernels)")
 
 
@@ -455,14 +397,15 @@ class TflmCheck:
     """One model measured in TFLM: its arena, its parity with LiteRT, and which build measured it."""
 
     file: str
-    arena: ArenaMeasurement
+    arena: ArenaRecord
     parity: TflmParity
     build: TflmBuild
     seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"arena_bytes": self.arena.arena_bytes, "arena": self.arena.to_dict(),
-                "parity": self.parity.to_dict()}
+    def record(self) -> TflmModelRecord:
+        """What a manifest keeps of this check (``budgets.tflm.models[file]``; no timing, so measuring the
+        same model again writes the same figures)."""
+        return TflmModelRecord(arena_bytes=self.arena.arena_bytes, arena=self.arena, parity=self.parity)
 
     def summary(self) -> str:
         return (f"TFLM {self.file}: arena {self.arena.arena_bytes:,} B (allocator reports "
@@ -502,31 +445,20 @@ def require_parity(check: TflmCheck, minimum: float = MIN_ARGMAX_AGREEMENT) -> N
         )
 
 
-def tflm_manifest_entry(previous: Optional[dict[str, Any]], check: TflmCheck) -> dict[str, Any]:
-    """``manifest.budgets["tflm"]`` with ``check`` added (one build; per-model figures by file name)."""
-    entry = dict(previous or {})
-    models = dict(entry.get("models") or {})
-    models[check.file] = check.to_dict()
-    entry["build"] = check.build.to_dict()
-    entry["models"] = models
-    return entry
+def tflm_record(previous: Optional[TflmRecord], check: TflmCheck) -> TflmRecord:
+    """``budgets.tflm`` with ``check`` added (one build; per-model figures by file name)."""
+    models = dict(previous.models) if previous is not None else {}
+    models[check.file] = check.record()
+    return TflmRecord(build=check.build, models=models)
 
 
-def add_arena_budget(budgets: dict[str, Any], profile: Any, check: TflmCheck, *, streaming: bool) -> dict[str, Any]:
-    """A bundle manifest's ``budgets`` with ``check``'s arena budget (replacing an older one) and build.
-
-    ``within_budget`` is recomputed from every result.
-    """
+def add_arena_budget(budgets: Budgets, profile: Any, check: TflmCheck, *, streaming: bool) -> Budgets:
+    """A manifest's ``budgets`` with ``check``'s arena budget (replacing an older one) and its TFLM record."""
     from kws_edge.budgets import arena_result
 
     row = arena_result(profile, check.arena.arena_bytes, build=check.build.describe(), streaming=streaming)
-    out = dict(budgets)
-    results = [r for r in (out.get("results") or []) if not (isinstance(r, dict) and r.get("name") == row.name)]
-    results.append(row.to_dict())
-    out["results"] = results
-    out["within_budget"] = all(bool(r.get("passed", True)) for r in results if isinstance(r, dict))
-    out["tflm"] = tflm_manifest_entry(out.get("tflm"), check)
-    return out
+    results = tuple(r for r in budgets.results if r.name != row.name) + (row,)
+    return dataclasses.replace(budgets, results=results, tflm=tflm_record(budgets.tflm, check))
 
 
 #: seeded parity inputs of :func:`record_in_bundle` (a bundle carries no clips): windows and stream clips
@@ -551,8 +483,8 @@ def record_in_bundle(bundle_dir: str | Path, *, device: Any = None, out_dir: str
 
     bundle = load_bundle(bundle_dir)
     m = bundle.manifest
-    budgets = dict(m.budgets or {})
-    name = device or (budgets.get("profile") or {}).get("name") or budgets.get("device")
+    budgets = m.budgets
+    name = device or (budgets.profile.name if budgets.profile is not None else "") or budgets.device
     profile = load_profile(name) if name else None
     rng = np.random.default_rng(seed)
     frames, n_cepstra = m.features.frames_per_clip, m.features.n_cepstra
@@ -567,7 +499,7 @@ def record_in_bundle(bundle_dir: str | Path, *, device: Any = None, out_dir: str
         if profile is not None and profile.runtime == "tflite-micro":
             budgets = add_arena_budget(budgets, profile, check, streaming=check.file != m.model.file)
         else:
-            budgets["tflm"] = tflm_manifest_entry(budgets.get("tflm"), check)
+            budgets = dataclasses.replace(budgets, tflm=tflm_record(budgets.tflm, check))
     manifest = dataclasses.replace(m, budgets=budgets)
     keep = {m.model.file, MANIFEST_NAME} | ({m.streaming_model.file} if m.streaming_model else set())
     extra = {p.name: p.read_bytes() for p in Path(bundle_dir).iterdir() if p.is_file() and p.name not in keep}

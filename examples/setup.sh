@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian/Ubuntu machine for kws-edge development: system packages and a venv
 # at .venv with the package installed editable. Idempotent; safe to re-run.
-#   bash examples/setup.sh [EXTRAS]     (default extras: train,tts,audio,monitor,serve,mlflow,dev)
+#   bash examples/setup.sh [EXTRAS]     (default extras: train,tts,audio,monitor,workstation,mlflow,dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-train,tts,audio,monitor,serve,mlflow,dev}"
+extras="${1:-train,tts,audio,monitor,workstation,mlflow,dev}"
 apt_packages=(libportaudio2 pulseaudio pulseaudio-utils alsa-utils chromium chromium-driver sox)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -21,18 +21,16 @@ What is measured, and how
   second of audio and invoke the model. Measured in the same run, so the
   ratio naive/streaming is robust to a busy machine.
 * **Peak RSS** (``resource.getrusage``), **model bytes** (the file),
-  **activation bytes** (manifest value, else estimated from the interpreter's
-  operator graph: the largest sum of simultaneously live non-constant
-  tensors; a lower bound on a micro arena).
+  **activation bytes** (manifest value, else :mod:`kws_edge.activations` from the
+  interpreter's operator graph; a lower bound on a micro arena).
 
-Gates compare a measured value with a limit and say by how much it passed or
-failed; :func:`format_gate_table` renders them for people.
+Budgets are checked with :mod:`kws_edge.budgets` (one :class:`~kws_edge.limits.Limit` per budget);
+the benchmark suite's gates are in :mod:`kws_edge.workstation.gates`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import resource
@@ -41,7 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,22 +47,18 @@ from .errors import ConfigError
 
 __all__ = [
     "StreamStats",
-    "Gate",
+    "DeviceFigures",
     "bench_audio",
     "measure_detector",
     "measure_feed",
     "measure_naive",
     "measure_interleaved",
+    "measure_device",
     "cold_start",
     "peak_rss_bytes",
-    "estimate_activation_bytes",
-    "profile_budgets",
-    "budget_gates",
-    "ratio_gate",
-    "format_gate_table",
     "machine_info",
+    "benchmark_record",
     "run_bench",
-    "BUDGET_KEYS",
     "MIC_BLOCK_MS",
     "mic_block_samples",
 ]
@@ -72,15 +66,6 @@ __all__ = [
 #: audio block a microphone source delivers (kws_edge.microphone reads 100 ms blocks); CPU per second of
 #: audio is measured with blocks of this size, per-hop latency with blocks of one hop
 MIC_BLOCK_MS = 100.0
-
-#: budgets of a device profile that ``kws bench`` checks, with their units
-BUDGET_KEYS = {
-    "model_bytes": "B",
-    "activation_bytes": "B",
-    "cpu_share": "",
-    "hop_latency_p99_ms": "ms",
-}
-
 
 # ---------------------------------------------------------------- measurement
 
@@ -353,151 +338,6 @@ def peak_rss_bytes() -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
-def estimate_activation_bytes(model_bytes: bytes, *, backend: str | None = None) -> int:
-    """Peak bytes of simultaneously live non-constant tensors over the operator order.
-
-    Uses the interpreter's operator graph (``_get_ops_details``), available
-    in ai_edge_litert, tflite_runtime and tf.lite. Constant tensors are those
-    no operator produces and that are not model inputs. A lower bound for a
-    micro-controller arena (no scratch buffers, no alignment).
-    """
-    from .engine import Engine
-
-    eng = Engine(model_bytes, backend=backend)
-    interp = eng._interp
-    ops = interp._get_ops_details()
-    tensors = {int(t["index"]): t for t in interp.get_tensor_details()}
-    inputs = {t.index for t in eng.inputs}
-    outputs = {t.index for t in eng.outputs}
-    produced = {int(i): k for k, op in enumerate(ops) for i in op["outputs"] if int(i) >= 0}
-    last_use: dict[int, int] = {}
-    for k, op in enumerate(ops):
-        for i in op["inputs"]:
-            if int(i) >= 0:
-                last_use[int(i)] = k
-    live_tensors = set(produced) | inputs
-
-    def nbytes(i: int) -> int:
-        t = tensors[i]
-        return int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize
-
-    peak = 0
-    for k in range(len(ops)):
-        live = 0
-        for i in live_tensors:
-            born = produced.get(i, 0)
-            dies = len(ops) if i in outputs else last_use.get(i, born)
-            if born <= k <= dies:
-                live += nbytes(i)
-        peak = max(peak, live)
-    return int(peak)
-
-
-# ---------------------------------------------------------------- gates
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One measured value against one limit.
-
-    ``kind`` "max": value must be <= limit; "min": value must be >= limit.
-    ``margin`` is the headroom as a fraction of the limit (negative = failed).
-    """
-
-    name: str
-    value: float
-    limit: float
-    kind: str = "max"
-    unit: str = ""
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("max", "min"):
-            raise ConfigError(f"gate kind {self.kind!r} must be 'max' or 'min'")
-
-    @property
-    def passed(self) -> bool:
-        if not (isinstance(self.value, (int, float)) and math.isfinite(self.value)):
-            return False
-        return self.value <= self.limit if self.kind == "max" else self.value >= self.limit
-
-    @property
-    def margin(self) -> float:
-        if not self.limit:
-            return float("nan")
-        if self.kind == "max":
-            return (self.limit - self.value) / abs(self.limit)
-        return (self.value - self.limit) / abs(self.limit)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "limit": self.limit, "kind": self.kind,
-                "unit": self.unit, "source": self.source, "passed": self.passed,
-                "margin": None if math.isnan(self.margin) else round(self.margin, 4)}
-
-
-def _fmt(v: float, unit: str) -> str:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if unit == "B":
-        return f"{int(v):,} B"
-    if unit == "x":
-        return f"{v:.1f}x"
-    if abs(v) >= 100 or v == int(v):
-        s = f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
-    else:
-        s = f"{v:.3g}"
-    return f"{s} {unit}".strip()
-
-
-def format_gate_table(gates: Sequence[Gate], title: str = "") -> str:
-    """A plain-text table: budget, value, limit, margin, verdict (one gate per row)."""
-    rows = [("budget", "value", "limit", "margin", "result")]
-    for g in gates:
-        op = "<=" if g.kind == "max" else ">="
-        margin = "n/a" if math.isnan(g.margin) else f"{g.margin:+.0%}"
-        rows.append((g.name + (f" [{g.source}]" if g.source else ""), _fmt(g.value, g.unit),
-                     f"{op} {_fmt(g.limit, g.unit)}", margin, "PASS" if g.passed else "FAIL"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = [title] if title else []
-    for j, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def ratio_gate(name: str, slow: float, fast: float, min_ratio: float) -> Gate:
-    """``slow / fast`` must be at least ``min_ratio`` (both measured in the same run)."""
-    ratio = slow / fast if fast > 0 else float("inf")
-    return Gate(name=name, value=ratio, limit=min_ratio, kind="min", unit="x", source="same-run ratio")
-
-
-def profile_budgets(profile: Any) -> dict[str, float]:
-    """The budgets of a device profile as ``{key: limit}`` (keys of :data:`BUDGET_KEYS` present)."""
-    src = getattr(profile, "budgets", profile)
-    if hasattr(src, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        src = asdict(src)
-    out: dict[str, float] = {}
-    for key in BUDGET_KEYS:
-        value = src.get(key) if isinstance(src, dict) else getattr(src, key, None)
-        if value is not None:
-            out[key] = float(value)
-    return out
-
-
-def profile_name(profile: Any) -> str:
-    return str(getattr(profile, "name", None) or (profile.get("name") if isinstance(profile, dict) else "") or "?")
-
-
-def budget_gates(measured: dict[str, float], budgets: dict[str, float], source: str = "") -> list[Gate]:
-    """One gate per budget the profile sets; a budget without a measurement fails (value NaN)."""
-    return [Gate(name=key, value=float(measured.get(key, float("nan"))), limit=limit, kind="max",
-                 unit=BUDGET_KEYS.get(key, ""), source=source)
-            for key, limit in budgets.items()]
-
-
 # ---------------------------------------------------------------- kws bench
 
 
@@ -548,41 +388,109 @@ def _is_local(profile: Any) -> bool:
     return local is not None and local.name == profile.name
 
 
-def gates_from_report(report: Any) -> list[Gate]:
-    """:class:`kws_edge.budgets.BudgetReport` results as gates (for one table style)."""
-    units = {"B": "B", "ms": "ms", "share": "", "MAC/s": "MAC/s", "ops": ""}
-    return [Gate(name=r.name, value=float(r.value), limit=float(r.limit), kind="max", unit=units.get(r.unit, r.unit),
-                 source=r.basis if r.basis in ("static", "measured") else r.basis.split(" (")[0])
-            for r in report.results]
+def device_budget_report(profile: Any, bundle: Any, figures: "DeviceFigures", *, measured_on_target: bool,
+                         streaming: bool | None = None, measured_how: str = "") -> Any:
+    """Check the model the detector runs against every budget of ``profile`` (a ``Budgets``).
 
-
-def device_budget_report(profile: Any, bundle: Any, stats: StreamStats, *, measured_on_target: bool,
-                         cpu_share: float | None = None, hop_latency_p99_ms: float | None = None,
-                         activation_bytes: int | None = None) -> Any:
-    """Check a bundle and a streaming measurement against every budget of ``profile``.
-
-    Measured CPU share and latency count only when ``measured_on_target``;
-    otherwise :func:`kws_edge.budgets.check_budgets` estimates them from the
+    The model is the bundle's streaming model when the detector runs it (``streaming``: None = when
+    the bundle has one), else the window model. Measured CPU share and latency count only when
+    ``measured_on_target``; otherwise :func:`kws_edge.budgets.check_budgets` estimates them from the
     profile and says so.
     """
+    from .activations import interpreter_peak_activation_bytes
     from .budgets import check_budgets
 
-    m = bundle.manifest.model
-    fc = bundle.manifest.features
-    stride = bundle.manifest.detector.stride_hops
+    manifest = bundle.manifest
+    m, hops_per_inference = manifest.running_model(streaming)
+    fc = manifest.features
+    model_bytes = bundle.streaming_model_bytes if m is manifest.streaming_model else bundle.model_bytes
     return check_budgets(
         profile,
         model_bytes=int(m.size_bytes),
-        activation_bytes=int(activation_bytes if activation_bytes is not None else
-                             (m.peak_activation_bytes or estimate_activation_bytes(bundle.model_bytes))),
+        activation_bytes=int(m.peak_activation_bytes or interpreter_peak_activation_bytes(model_bytes)),
         macs_per_inference=int(m.macs_per_inference),
-        inferences_per_second=fc.hops_per_second / stride,
+        inferences_per_second=fc.hops_per_second / hops_per_inference,
         hops_per_second=fc.hops_per_second,
         quantization=m.quantization if m.quantization in ("int8", "float32") else "int8",
-        measured={"cpu_share": stats.real_time_factor if cpu_share is None else cpu_share,
-                  "hop_latency_p99_ms": stats.latency_ms(99) if hop_latency_p99_ms is None else hop_latency_p99_ms},
+        measured=figures.measured(),
         measured_on_target=measured_on_target,
+        measured_how=measured_how,
     )
+
+
+@dataclass
+class DeviceFigures:
+    """What ``kws bench`` and ``kws-convert`` measure of a detector on this machine (:func:`measure_device`)."""
+
+    unpaced: StreamStats
+    #: microphone blocks at microphone pace (None with ``realtime=False``)
+    paced: StreamStats | None
+    #: one hop per call, as fast as possible (the per-hop latency)
+    hops: StreamStats
+
+    @property
+    def stats(self) -> StreamStats:
+        """The figure a device pays: paced when measured, else unpaced."""
+        return self.paced if self.paced is not None else self.unpaced
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU seconds per second of audio (paced: the share of one core while listening).
+
+        Cache and wake-up costs included; it equals CPU/wall when the device keeps up, and stays honest
+        when it does not (then CPU/wall would understate the need).
+        """
+        return self.stats.real_time_factor
+
+    @property
+    def hop_latency_p99_ms(self) -> float:
+        return self.hops.latency_ms(99)
+
+    def measured(self) -> dict[str, float]:
+        """The budgets these figures measure (``kws_edge.budgets.MEASURABLE``)."""
+        return {"cpu_share": self.cpu_share, "hop_latency_p99_ms": self.hop_latency_p99_ms}
+
+
+#: how :func:`measure_device` measures, in the words a budget's basis uses
+MEASURE_HOW = ("int16 blocks of 100 ms through KeywordDetector at microphone pace (CPU share) and one hop per call "
+               "(latency p99), as kws bench measures")
+
+
+def measure_device(detector: Any, *, seconds: float, realtime: bool = True, seed: int = 0) -> DeviceFigures:
+    """CPU share and per-hop latency of ``detector`` on this machine, the one way ``kws bench`` and
+    ``kws-convert`` both measure them.
+
+    Int16 blocks of 100 ms (what :mod:`kws_edge.microphone` delivers) of :func:`bench_audio`, as fast as
+    possible (warm caches: the benchmarks' tight-loop figure) and, with ``realtime``, paced like a
+    microphone (sleeping until each block is due: what a device pays); per-hop latency with one hop per
+    call, as fast as possible, over at most 5 s of audio. One clip of warm-up each.
+    """
+    from .audio import to_int16
+
+    fc = detector.model.features
+    warmup_s = fc.clip_ms / 1000.0
+    audio = to_int16(bench_audio(seconds + warmup_s, fc.sample_rate_hz, seed))
+    block = mic_block_samples(fc.sample_rate_hz)
+    unpaced = measure_detector(detector, audio, chunk_samples=block, warmup_s=warmup_s)
+    paced = measure_detector(detector, audio, chunk_samples=block, realtime=True, warmup_s=warmup_s) \
+        if realtime else None
+    hops = measure_detector(detector, audio[:int((min(seconds, 5.0) + warmup_s) * fc.sample_rate_hz)],
+                            chunk_samples=fc.hop_samples, warmup_s=warmup_s)
+    return DeviceFigures(unpaced=unpaced, paced=paced, hops=hops)
+
+
+def benchmark_record(result: dict[str, Any]) -> Any:
+    """A manifest's :class:`~kws_edge.bundle.metrics.Benchmark` from the pipeline's ``benchmark.json``."""
+    from .bundle.metrics import Benchmark
+
+    hop = result.get("hop") or {}
+    cold = result.get("cold_start") or {}
+    return Benchmark(machine=dict(result.get("machine") or {}), audio_s=float(hop.get("audio_s", 0.0)),
+                     cpu_ms_per_audio_s=hop.get("cpu_ms_per_audio_s"), real_time_factor=hop.get("real_time_factor"),
+                     hop_latency_median_ms=hop.get("hop_latency_median_ms"),
+                     hop_latency_p99_ms=hop.get("hop_latency_p99_ms"),
+                     chunk_100ms_cpu_ms_per_audio_s=(result.get("chunk_100ms") or {}).get("cpu_ms_per_audio_s"),
+                     cold_start_s=cold.get("wall_s"), cold_start_rss_bytes=cold.get("peak_rss_bytes"))
 
 
 def run_bench(bundle_path: str | Path | None = None, *, device: str | None = None, seconds: float = 10.0,
@@ -596,8 +504,9 @@ def run_bench(bundle_path: str | Path | None = None, *, device: str | None = Non
     ``--device`` naming the detected board); for another board they are
     estimated from its profile, and the report says so.
     """
-    from .audio import to_int16
+    from .activations import interpreter_peak_activation_bytes
     from .bundle import default_bundle_path, load_bundle
+    from .config import to_dict
     from .detector import KeywordDetector
     from .errors import BundleError
 
@@ -612,25 +521,13 @@ def run_bench(bundle_path: str | Path | None = None, *, device: str | None = Non
     bundle = load_bundle(path)
     profile, how = _load_profile(device)
     det = KeywordDetector(bundle, num_threads=num_threads)
-    fc = bundle.manifest.features
-    warmup_s = fc.clip_ms / 1000.0
-    # int16 blocks of 100 ms: what kws_edge.microphone delivers by default
-    audio = to_int16(bench_audio(seconds + warmup_s, fc.sample_rate_hz, seed))
-    block = mic_block_samples(fc.sample_rate_hz)
-    # CPU: microphone-sized blocks, as fast as possible (warm caches: the benchmarks' tight-loop figure) and,
-    # unless --no-realtime, paced like a microphone (sleeping until each block is due: what a device pays)
-    unpaced = measure_detector(det, audio, chunk_samples=block, warmup_s=warmup_s)
-    paced = measure_detector(det, audio, chunk_samples=block, realtime=True, warmup_s=warmup_s) if realtime else None
-    stats = paced if paced is not None else unpaced
-    # per-hop latency: one hop per call, as fast as possible (at most 5 s of audio)
-    hops = measure_detector(det, audio[:int((min(seconds, 5.0) + warmup_s) * fc.sample_rate_hz)],
-                            chunk_samples=fc.hop_samples, warmup_s=warmup_s)
-    m = bundle.manifest.model
-    activation = int(m.peak_activation_bytes) or estimate_activation_bytes(bundle.model_bytes)
-    # CPU seconds per second of audio. Paced, this is the share of one core while listening (cache and
-    # wake-up costs included); it equals CPU/wall when the device keeps up, and stays honest when it
-    # does not (then CPU/wall would understate the need).
-    cpu_share = stats.real_time_factor
+    figures = measure_device(det, seconds=seconds, realtime=realtime, seed=seed)
+    stats, unpaced, paced, hops = figures.stats, figures.unpaced, figures.paced, figures.hops
+    streaming = det.streaming is not None
+    m, _ = bundle.manifest.running_model(streaming)
+    running_bytes = bundle.streaming_model_bytes if streaming else bundle.model_bytes
+    activation = int(m.peak_activation_bytes) or interpreter_peak_activation_bytes(running_bytes)
+    cpu_share = figures.cpu_share
     report: dict[str, Any] = {
         "bundle": str(path),
         "bundle_name": f"{bundle.manifest.name} {bundle.manifest.version}",
@@ -657,6 +554,7 @@ def run_bench(bundle_path: str | Path | None = None, *, device: str | None = Non
         "n_hops_timed": int(hops.hop_latencies_ms.size),
         "n_evaluations": stats.n_evaluations,
         "peak_rss_bytes": peak_rss_bytes(),
+        "model": m.file,
         "model_bytes": int(m.size_bytes),
         "activation_bytes": activation,
         "activation_bytes_source": "manifest" if m.peak_activation_bytes else "estimated from the operator graph",
@@ -666,12 +564,11 @@ def run_bench(bundle_path: str | Path | None = None, *, device: str | None = Non
         report.update(device=None, device_note=how, measured_on_target=None, budgets=[], within_budget=None)
         return report
     on_target = how == "auto-detected" or _is_local(profile)
-    budget_report = device_budget_report(profile, bundle, stats, measured_on_target=on_target, cpu_share=cpu_share,
-                                         hop_latency_p99_ms=hops.latency_ms(99), activation_bytes=activation)
+    budgets = device_budget_report(profile, bundle, figures, measured_on_target=on_target, streaming=streaming,
+                                   measured_how="")
     if not on_target:
         how += " (not this machine: CPU share and latency are the profile's estimates, not this run's)"
     report.update(device=profile.name, device_note=how, measured_on_target=on_target,
-                  budgets=[r.to_dict() for r in budget_report.results],
-                  within_budget=budget_report.within_budget)
-    report["_budget_table"] = budget_report.table()
+                  budgets=[to_dict(r) for r in budgets.results], within_budget=budgets.within_budget)
+    report["_budget_table"] = budgets.table()
     return report

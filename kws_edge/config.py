@@ -27,7 +27,7 @@ else:  # pragma: no cover - Python 3.9/3.10 on older Pi OS: the tomli backport, 
     except ImportError:
         tomllib = None
 
-__all__ = ["to_dict", "from_dict", "load_toml", "config_hash"]
+__all__ = ["to_dict", "from_dict", "load_toml", "config_hash", "flatten"]
 
 T = TypeVar("T")
 #: integers in configurations and manifests stay within int64 (a JSON number may have thousands of digits)
@@ -50,6 +50,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def flatten(value: Any, *, index_lists: bool = False, prefix: str = "") -> dict[str, Any]:
+    """A JSON value as ``{"a.b.c": leaf}`` (nested objects joined with dots).
+
+    Lists are leaves (kept whole) unless ``index_lists``, which gives each item its index as a key
+    (``"a.0"``, ``"a.1"``). An empty object or list at the top gives ``{}``.
+    """
+    out: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.update(flatten(v, index_lists=index_lists, prefix=f"{prefix}{k}."))
+    elif isinstance(value, (list, tuple)) and index_lists:
+        for i, v in enumerate(value):
+            out.update(flatten(v, index_lists=index_lists, prefix=f"{prefix}{i}."))
+    elif prefix:
+        out[prefix[:-1]] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def config_hash(config: Any) -> str:
     """SHA-256 of a dataclass's canonical JSON form (sorted keys)."""
     import hashlib
@@ -62,20 +80,23 @@ def from_dict(cls: type[T], data: Any, *, where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, strictly.
 
     Unknown keys and values of the wrong type raise ``ConfigError``; missing
-    keys take the dataclass default. ``where`` prefixes key names in messages
+    keys take the dataclass default; keys of fields the class computes itself
+    (``field(init=False)``) are accepted and recomputed. ``where`` prefixes key names in messages
     (for example ``"train."``).
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__} must be a table/object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    # fields the class computes itself (init=False) are written for readers and recomputed here
+    derived = {f.name for f in dataclasses.fields(cls) if not f.init}
+    unknown = sorted(set(data) - set(fields) - derived)
     if unknown:
         raise ConfigError(
             f"unknown key {where + unknown[0]!r} in {cls.__name__}; "
             f"known keys: {', '.join(sorted(fields))}"
         )
-    kwargs = {name: _coerce(hints[name], data[name], f"{where}{name}") for name in data}
+    kwargs = {name: _coerce(hints[name], data[name], f"{where}{name}") for name in data if name in fields}
     try:
         return cls(**kwargs)
     except ConfigError:

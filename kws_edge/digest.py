@@ -6,7 +6,8 @@ canonical JSON of the whole manifest (every key except ``bundle_sha256`` itself,
 model file, its name and SHA-256. It detects damage and careless edits; it is not a signature (anyone who
 can edit the manifest can re-stamp it).
 
-Re-stamp a bundle after editing its manifest (this also upgrades a format-1 bundle to format 2)::
+Re-stamp a bundle after editing its manifest; this also upgrades a format-1 or format-2 manifest in
+place to the current format (typed provenance, metrics and budgets, :mod:`kws_edge.bundle.upgrade`)::
 
     python -m kws_edge.digest kws_edge/default_bundle [MORE_BUNDLE_DIRS...]
 """
@@ -53,19 +54,19 @@ def bundle_digest(manifest: dict[str, Any], model_sha256: dict[str, str]) -> str
 def stamp_bundle(path: str | Path) -> str:
     """Recompute ``bundle_sha256`` of the bundle at ``path`` from its files; write the manifest atomically.
 
-    Model hashes and sizes in the manifest are refreshed from the files too, and the format becomes 2.
-    The stamped bundle is then loaded (fully verified); returns the new digest.
+    Model hashes and sizes in the manifest are refreshed from the files too, and an older manifest is
+    upgraded to the current format (every key it held keeps its value, in its typed place). The stamped
+    bundle is then loaded (fully verified); returns the new digest.
     """
-    from .bundle import FORMAT_VERSION, MANIFEST_NAME, load_bundle, sha256_bytes
+    from .bundle import MANIFEST_NAME, Manifest, load_bundle, sha256_bytes
+    from .bundle.io import read_manifest_json
+    from .bundle.upgrade import upgrade_manifest
+    from .config import to_dict
+    from .errors import ConfigError
 
     path = Path(path)
     manifest_path = path / MANIFEST_NAME
-    try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"cannot read {manifest_path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise BundleError(f"{manifest_path} must hold a JSON object")
+    raw = upgrade_manifest(read_manifest_json(path, manifest_path))
     hashes = {}
     for key in ("model", "streaming_model"):
         spec = raw.get(key)
@@ -77,11 +78,15 @@ def stamp_bundle(path: str | Path) -> str:
             raise BundleError(f"cannot read {path / spec['file']}: {exc.strerror or exc}") from None
         spec["sha256"], spec["size_bytes"] = sha256_bytes(data), len(data)
         hashes[spec["file"]] = spec["sha256"]
-    raw["format_version"] = FORMAT_VERSION
-    raw[DIGEST_KEY] = bundle_digest(raw, hashes)
-    atomic_write_text(manifest_path, json.dumps(raw, indent=2) + "\n")
+    raw.pop(DIGEST_KEY, None)
+    try:
+        manifest = to_dict(Manifest.from_json_dict(raw))  # the current format, every section typed
+    except ConfigError as exc:
+        raise BundleError(f"{manifest_path} is invalid: {exc}") from None
+    manifest[DIGEST_KEY] = bundle_digest(manifest, hashes)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     load_bundle(path)
-    return raw[DIGEST_KEY]
+    return manifest[DIGEST_KEY]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,8 @@ from .smoothing import Detection, DetectorConfig, PosteriorSmoother
 __all__ = [
     "SILENCE_LABEL",
     "UNKNOWN_LABEL",
+    "StreamConfig",
+    "IsolatedConfig",
     "ClipMetrics",
     "KeywordScore",
     "SnrBand",
@@ -78,6 +80,39 @@ DEFAULT_THRESHOLDS = tuple(float(t) for t in np.round(np.concatenate(
 
 
 # ---------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How a test recording is built (``kws_edge.training.streaming_eval.build_stream``) and scored."""
+
+    minutes: float = 10.0
+    keyword_share: float = 0.4
+    gap_s: tuple[float, float] = (0.3, 2.0)
+    clip_gain_db: tuple[float, float] = (-15.0, 3.0)
+    noise_dbfs: tuple[float, float] = (-65.0, -35.0)
+    noise_segment_s: float = 20.0
+    tolerance_ms: float = DEFAULT_TOLERANCE_MS
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class IsolatedConfig:
+    """Isolated keywords: each keyword clip alone, ``pad_s`` of noise before and after it.
+
+    The noise (the split's portion of the noise recordings, else generated pink noise) is scaled so
+    that the clip's RMS over it is a random ``snr_db``; the clip keeps its own level.
+    """
+
+    pad_s: float = 1.0
+    snr_db: tuple[float, float] = (10.0, 30.0)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.pad_s <= 10.0:
+            raise ConfigError(f"pad_s={self.pad_s} must be in [0, 10]")
+        if not self.snr_db[0] <= self.snr_db[1]:
+            raise ConfigError(f"snr_db={self.snr_db} must be (low, high) with low <= high")
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ once per audio chunk (``observe``), vectorised over the chunk, never per sample:
 
 Exposition: :func:`serve_metrics` serves the telemetry in the Prometheus text
 format on 127.0.0.1 (``prometheus_client``, the ``monitor`` extra, imported
-lazily); :class:`JsonlSnapshotter` appends one JSON snapshot per line;
-:func:`read_snapshots` reads such a file back, stopping at a truncated last
-line; :func:`summarize_snapshots` condenses them for ``kws monitor``.
+lazily); :class:`JsonlSnapshotter` appends one JSON snapshot per line. Reading
+such a file back, summarising and plotting it (``kws monitor``) is workstation
+work: :mod:`kws_edge.workstation.monitor`.
 
 No TensorFlow, and nothing here is needed for detection itself.
 """
@@ -48,13 +48,13 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
 from .errors import BackendUnavailableError, ConfigError, KwsError
+from .stamps import utc_now
 
 __all__ = [
     "TelemetryConfig",
@@ -63,18 +63,17 @@ __all__ = [
     "serve_metrics",
     "MetricsServer",
     "JsonlSnapshotter",
-    "read_snapshots",
-    "SnapshotFile",
-    "summarize_snapshots",
     "SNAPSHOT_FORMAT_VERSION",
     "TelemetrySession",
-    "plot_history",
+    "DB_FLOOR",
+    "dbfs",
 ]
 
 SNAPSHOT_FORMAT_VERSION = 1
 #: frames collected before they are folded into the running statistics (0.5 s at 20 ms hops)
 _FLUSH_FRAMES = 25
-_DB_FLOOR = -120.0
+#: the level reported for digital silence (dBFS)
+DB_FLOOR = -120.0
 
 
 @dataclass(frozen=True)
@@ -131,10 +130,11 @@ def silent_c0_for(features: Any) -> float:
     return float(mfcc(zeros, features)[0, 0]) + _SILENT_C0_MARGIN
 
 
-def _dbfs(mean_square: float) -> float:
+def dbfs(mean_square: float) -> float:
+    """A mean square (float scale) in dBFS, never below :data:`DB_FLOOR`."""
     if mean_square <= 0:
-        return _DB_FLOOR
-    return max(_DB_FLOOR, 10.0 * math.log10(mean_square))
+        return DB_FLOOR
+    return max(DB_FLOOR, 10.0 * math.log10(mean_square))
 
 
 class DetectorTelemetry:
@@ -187,7 +187,7 @@ class DetectorTelemetry:
         """Zero every counter and statistic (the wall-clock start is reset too)."""
         with self._lock:
             self.started_monotonic = time.monotonic()
-            self.started_utc = _utc_now()
+            self.started_utc = utc_now("microseconds")
             self.chunks = 0
             self.samples = 0
             self.hops = 0
@@ -196,7 +196,7 @@ class DetectorTelemetry:
             self.clipped_samples = 0
             self.peak = 0.0
             self.sum_squares = 0.0
-            self.last_chunk_dbfs = _DB_FLOOR
+            self.last_chunk_dbfs = DB_FLOOR
             self.detections = {k: 0 for k in self.keywords}
             self.last_detection: Optional[dict[str, Any]] = None
             nb = self.config.score_bins
@@ -234,7 +234,7 @@ class DetectorTelemetry:
             if n:
                 self.samples += n
                 self.sum_squares += sq
-                self.last_chunk_dbfs = _dbfs(sq / n)
+                self.last_chunk_dbfs = dbfs(sq / n)
                 self.peak = max(self.peak, peak)
                 self.clipped_samples += clipped
             # Frames and posteriors are only collected here and folded into the statistics in
@@ -373,7 +373,7 @@ class DetectorTelemetry:
                     feats[key] = [round(float(v), 5) for v in st[key]]
             return {
                 "format_version": SNAPSHOT_FORMAT_VERSION,
-                "time_utc": _utc_now(),
+                "time_utc": utc_now("microseconds"),
                 "started_utc": self.started_utc,
                 "uptime_s": round(self.uptime_s, 3),
                 "stream_time_s": round(stream_s, 3),
@@ -385,7 +385,7 @@ class DetectorTelemetry:
                 "detections": dict(self.detections),
                 "last_detection": self.last_detection,
                 "input": {
-                    "rms_dbfs": round(_dbfs(self.sum_squares / self.samples) if self.samples else _DB_FLOOR, 2),
+                    "rms_dbfs": round(dbfs(self.sum_squares / self.samples) if self.samples else DB_FLOOR, 2),
                     "last_chunk_rms_dbfs": round(self.last_chunk_dbfs, 2),
                     "peak": round(self.peak, 5),
                     "clipped_samples": self.clipped_samples,
@@ -399,10 +399,6 @@ class DetectorTelemetry:
                 "features": feats,
                 "drift": drift,
             }
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # ---------------------------------------------------------------------- Prometheus
@@ -584,155 +580,6 @@ class JsonlSnapshotter:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-@dataclass
-class SnapshotFile:
-    """Snapshots read from a JSONL file, with what had to be skipped."""
-
-    path: Path
-    snapshots: list[dict[str, Any]]
-    truncated_tail: bool = False
-    bad_lines: list[int] = field(default_factory=list)
-
-
-def read_snapshots(path: str | Path) -> SnapshotFile:
-    """Read a telemetry JSONL file.
-
-    A last line without its newline that does not parse (the writer was
-    killed mid-line) is skipped and reported as ``truncated_tail``; other
-    unparsable lines are skipped and listed (1-based) in ``bad_lines``.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"telemetry file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read telemetry file {path}: {exc.strerror or exc}") from None
-    lines = data.split(b"\n")
-    complete_last = data.endswith(b"\n")
-    if complete_last:
-        lines = lines[:-1]
-    out = SnapshotFile(path=path, snapshots=[])
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        is_tail = (i == len(lines) - 1) and not complete_last
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-            if not isinstance(obj, dict) or "samples" not in obj:
-                raise ValueError("not a snapshot")
-        except (ValueError, UnicodeDecodeError):
-            if is_tail:
-                out.truncated_tail = True
-            else:
-                out.bad_lines.append(i + 1)
-            continue
-        out.snapshots.append(obj)
-    return out
-
-
-def summarize_snapshots(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Totals, rates and drift over a telemetry history.
-
-    Counters are cumulative per process; when one goes down (the detector was
-    restarted) a new segment starts and the totals add the segments.
-    """
-    if not snapshots:
-        raise ConfigError("the telemetry file holds no snapshots")
-    segments: list[dict[str, Any]] = []
-    prev: Optional[dict[str, Any]] = None
-    for s in snapshots:
-        if prev is None or s.get("samples", 0) < prev.get("samples", 0) or s.get("started_utc") != prev.get("started_utc"):
-            segments.append(s)
-        else:
-            segments[-1] = s
-        prev = s
-    totals: dict[str, Any] = {"samples": 0, "hops": 0, "evaluations": 0, "overflows": 0, "clipped_samples": 0,
-                              "stream_time_s": 0.0}
-    detections: dict[str, int] = {}
-    weighted_ms = 0.0
-    for s in segments:
-        for k in ("samples", "hops", "evaluations", "overflows"):
-            totals[k] += int(s.get(k, 0))
-        totals["stream_time_s"] += float(s.get("stream_time_s", 0.0))
-        inp = s.get("input", {})
-        totals["clipped_samples"] += int(inp.get("clipped_samples", 0))
-        weighted_ms += int(s.get("samples", 0)) * 10 ** (float(inp.get("rms_dbfs", _DB_FLOOR)) / 10)
-        for label, n in (s.get("detections") or {}).items():
-            detections[label] = detections.get(label, 0) + int(n)
-    hours = totals["stream_time_s"] / 3600.0
-    scores = [s["drift"]["score"] for s in snapshots if (s.get("drift") or {}).get("score") is not None]
-    flagged = [s for s in snapshots if (s.get("drift") or {}).get("flag")]
-    last = snapshots[-1]
-    return {
-        "n_snapshots": len(snapshots),
-        "n_segments": len(segments),
-        "first_utc": snapshots[0].get("time_utc"),
-        "last_utc": last.get("time_utc"),
-        **totals,
-        "detections": detections,
-        "detections_per_hour": {k: (v / hours if hours > 0 else None) for k, v in detections.items()},
-        "rms_dbfs": _dbfs(weighted_ms / totals["samples"]) if totals["samples"] else None,
-        "clipped_fraction": totals["clipped_samples"] / totals["samples"] if totals["samples"] else 0.0,
-        "drift_last": (last.get("drift") or {}).get("score"),
-        "drift_max": max(scores) if scores else None,
-        "drift_threshold": (last.get("drift") or {}).get("threshold"),
-        "drift_flagged_snapshots": len(flagged),
-        "drift_flag_last": bool((last.get("drift") or {}).get("flag")),
-        "first_drift_flag_utc": flagged[0].get("time_utc") if flagged else None,
-    }
-
-
-def plot_history(snapshots: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """PNG of the history: detections, input level and drift score over time (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise BackendUnavailableError("plotting needs matplotlib: pip install matplotlib") from None
-    from .atomic import atomic_write_bytes
-    import io
-
-    t0 = _parse_utc(snapshots[0].get("time_utc"))
-    xs = [(_parse_utc(s.get("time_utc")) - t0) / 60.0 for s in snapshots]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
-    labels = sorted({k for s in snapshots for k in (s.get("detections") or {})})
-    for label in labels:
-        axes[0].plot(xs, [(s.get("detections") or {}).get(label, 0) for s in snapshots], label=label)
-    axes[0].set_ylabel("detections (cumulative)")
-    if labels:
-        axes[0].legend(loc="upper left")
-    axes[1].plot(xs, [(s.get("input") or {}).get("last_chunk_rms_dbfs", _DB_FLOOR) for s in snapshots], label="last chunk")
-    axes[1].plot(xs, [(s.get("input") or {}).get("rms_dbfs", _DB_FLOOR) for s in snapshots], label="stream")
-    axes[1].set_ylabel("input RMS (dBFS)")
-    axes[1].legend(loc="lower left")
-    scores = [(s.get("drift") or {}).get("score") for s in snapshots]
-    axes[2].plot(xs, [np.nan if v is None else v for v in scores], color="tab:red")
-    thr = (snapshots[-1].get("drift") or {}).get("threshold")
-    if thr:
-        axes[2].axhline(thr, ls="--", color="grey", label=f"threshold {thr:g}")
-        axes[2].legend(loc="upper left")
-    axes[2].set_ylabel("drift score")
-    axes[2].set_xlabel("minutes since first snapshot")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
-
-
-def _parse_utc(text: Optional[str]) -> float:
-    if not text:
-        return 0.0
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return 0.0
 
 
 class TelemetrySession:

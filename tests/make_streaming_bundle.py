@@ -38,7 +38,10 @@ def build(out_dir: Path, *, seed: int = 0, n_per_class: int = 200, epochs: int =
     import keras
     import tensorflow as tf
 
-    from kws_edge.bundle import Manifest, ModelFile, TensorSpec, save_bundle
+    from kws_edge.bundle import Manifest, Metrics, ModelFile, Provenance, TensorSpec, save_bundle
+    from kws_edge.bundle.metrics import SplitMetrics
+    from kws_edge.bundle.provenance import ConversionRecord, StreamingConversionRecord
+    from kws_edge.metrics import ClipMetrics
     from kws_edge.converters.quantize import convert_keras
     from kws_edge.converters.streaming import StreamingConversionConfig, convert_streaming, streaming_model_file
     from kws_edge.engine import Engine
@@ -84,13 +87,16 @@ def build(out_dir: Path, *, seed: int = 0, n_per_class: int = 200, epochs: int =
         detector=DetectorConfig(),
         description=("TEST ONLY: synthetic tone patterns (not speech), streamable tcn with a streaming "
                      "model; made by tests/make_streaming_bundle.py"),
-        provenance={"script": "tests/make_streaming_bundle.py", "seed": seed, "n_per_class": n_per_class,
-                    "epochs": epochs, "tcn": {k: list(v) if isinstance(v, tuple) else v for k, v in TEST_TCN.items()},
-                    "tensorflow": tf.__version__},
-        metrics={"float": {"accuracy": round(float_acc, 4), "n_clips": int(len(y_test))},
-                 "int8": {"accuracy": round(int8_acc, 4), "n_clips": int(len(y_test))},
-                 "streaming": {"block_frames": conversion.block_frames, "state_size": conversion.state_size,
-                               "n_calibration_pairs": conversion.n_calibration}},
+        provenance=Provenance(
+            conversion=ConversionRecord(streaming=StreamingConversionRecord(
+                block_frames=conversion.block_frames, state_size=conversion.state_size,
+                n_calibration_pairs=conversion.n_calibration)),
+            extra={"script": "tests/make_streaming_bundle.py", "seed": seed, "n_per_class": n_per_class,
+                   "epochs": epochs, "tcn": {k: list(v) if isinstance(v, tuple) else v for k, v in TEST_TCN.items()},
+                   "tensorflow": tf.__version__}),
+        metrics=Metrics(test=SplitMetrics(
+            float_model=ClipMetrics(accuracy=round(float_acc, 4), n_clips=int(len(y_test))),
+            converted=ClipMetrics(accuracy=round(int8_acc, 4), n_clips=int(len(y_test))))),
     )
     save_bundle(out_dir, manifest, window_bytes, streaming_model_bytes=conversion.model_bytes, overwrite=True)
     (out_dir.parent / "tone_tcn_float_streaming.tflite").write_bytes(conversion.float_model_bytes)

@@ -144,7 +144,9 @@ def build_bundle(out_dir: Path, *, seed: int = 0, n_per_class: int = 300, epochs
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from kws_edge.bundle import Manifest, ModelFile, TensorSpec, save_bundle
+    from kws_edge.bundle import Manifest, Metrics, ModelFile, Provenance, TensorSpec, save_bundle
+    from kws_edge.bundle.metrics import SplitMetrics
+    from kws_edge.metrics import ClipMetrics
     from kws_edge.engine import Engine
     from kws_edge.features import MfccConfig, Normalization
     from kws_edge.smoothing import DetectorConfig
@@ -195,10 +197,11 @@ def build_bundle(out_dir: Path, *, seed: int = 0, n_per_class: int = 300, epochs
         detector=DetectorConfig(),
         description=("TEST ONLY: synthetic tone patterns (yes = 1000 Hz + 1500 Hz bursts, no = 2500 Hz "
                      "burst), not speech; made by tests/make_tone_bundle.py"),
-        provenance={"script": "tests/make_tone_bundle.py", "seed": seed, "n_per_class": n_per_class,
-                    "epochs": epochs, "tensorflow": tf.__version__},
-        metrics={"float": {"accuracy": round(float_acc, 4), "n_clips": int(len(y_test))},
-                 "int8": {"accuracy": round(int8_acc, 4), "n_clips": int(len(y_test))}},
+        provenance=Provenance(extra={"script": "tests/make_tone_bundle.py", "seed": seed, "n_per_class": n_per_class,
+                                     "epochs": epochs, "tensorflow": tf.__version__}),
+        metrics=Metrics(test=SplitMetrics(
+            float_model=ClipMetrics(accuracy=round(float_acc, 4), n_clips=int(len(y_test))),
+            converted=ClipMetrics(accuracy=round(int8_acc, 4), n_clips=int(len(y_test))))),
     )
     save_bundle(out_dir, manifest, model_bytes, overwrite=True)
     return {"float_accuracy": float_acc, "int8_accuracy": int8_acc, "model_bytes": len(model_bytes),

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 from kws_edge import bench
+from kws_edge.activations import interpreter_peak_activation_bytes
+from kws_edge.limits import limits_table
+from kws_edge.workstation import gates
 
 REPO = Path(__file__).resolve().parents[1]
 TONE_BUNDLE = REPO / "tests" / "data" / "tone_bundle"
@@ -22,52 +25,54 @@ needs_tone_bundle = pytest.mark.skipif(not (TONE_BUNDLE / "manifest.json").exist
 
 
 def test_max_gate_passes_and_fails_with_margin():
-    ok = bench.Gate("model_bytes", 900, 1000, unit="B")
-    over = bench.Gate("model_bytes", 1250, 1000, unit="B")
+    ok = gates.gate("model_bytes", 900, 1000, unit="B")
+    over = gates.gate("model_bytes", 1250, 1000, unit="B")
     assert ok.passed and ok.margin == pytest.approx(0.1)
     assert not over.passed and over.margin == pytest.approx(-0.25)
-    assert bench.Gate("x", 1000, 1000).passed  # limits are inclusive
+    assert gates.gate("x", 1000, 1000).passed  # limits are inclusive
 
 
 def test_min_gate_and_ratio_gate():
-    g = bench.ratio_gate("naive/streaming", slow=50.0, fast=4.0, min_ratio=10.0)
+    g = gates.ratio_gate("naive/streaming", slow=50.0, fast=4.0, min_ratio=10.0)
     assert g.kind == "min" and g.value == pytest.approx(12.5) and g.passed
     assert g.margin == pytest.approx(0.25)
-    regressed = bench.ratio_gate("naive/streaming", slow=50.0, fast=10.0, min_ratio=10.0)
+    regressed = gates.ratio_gate("naive/streaming", slow=50.0, fast=10.0, min_ratio=10.0)
     assert not regressed.passed and regressed.margin == pytest.approx(-0.5)
 
 
 def test_a_missing_or_nan_measurement_fails_never_passes_silently():
-    assert not bench.Gate("cpu_share", float("nan"), 0.1).passed
-    assert not bench.Gate("cpu_share", float("inf"), 0.1).passed
-    gates = bench.budget_gates({"model_bytes": 10.0}, {"model_bytes": 100.0, "cpu_share": 0.1})
-    assert [g.passed for g in gates] == [True, False]
-    assert math.isnan(gates[1].value)
+    assert not gates.gate("cpu_share", float("nan"), 0.1).passed
+    assert not gates.gate("cpu_share", float("inf"), 0.1).passed
+    found = gates.budget_gates({"model_bytes": 10.0}, {"model_bytes": 100.0, "cpu_share": 0.1})
+    assert [g.passed for g in found] == [True, False]
+    assert math.isnan(found[1].value)
 
 
 def test_bad_gate_kind_is_a_config_error():
     from kws_edge.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        bench.Gate("x", 1, 2, kind="between")
+        gates.gate("x", 1, 2, kind="between")
 
 
 def test_failed_gate_table_is_readable():
-    table = bench.format_gate_table([
-        bench.Gate("model_bytes", 46_264, 40_000, unit="B", source="raspberry-pi-4b"),
-        bench.ratio_gate("naive/streaming", 30.0, 7.5, 10.0),
+    table = limits_table([
+        gates.gate("model_bytes", 46_264, 40_000, unit="B", source="raspberry-pi-4b"),
+        gates.ratio_gate("naive/streaming", 30.0, 7.5, 10.0),
     ])
     lines = table.splitlines()
-    assert lines[0].split() == ["budget", "value", "limit", "margin", "result"]
-    assert "46,264 B" in lines[2] and "<= 40,000 B" in lines[2] and "-16%" in lines[2] and lines[2].endswith("FAIL")
-    assert "4.0x" in lines[3] and ">= 10.0x" in lines[3] and "-60%" in lines[3] and lines[3].endswith("FAIL")
+    assert lines[0].split() == ["budget", "value", "limit", "margin", "result", "how", "basis"]
+    assert "46,264 B" in lines[2] and "<= 40,000 B" in lines[2] and "-16%" in lines[2] and " OVER " in lines[2]
+    assert lines[2].endswith("raspberry-pi-4b")
+    assert "4.0x" in lines[3] and ">= 10.0x" in lines[3] and "-60%" in lines[3] and " OVER " in lines[3]
+    assert lines[3].endswith("same-run ratio")
 
 
 def test_profile_budgets_from_a_shipped_profile():
     from kws_edge.devices import load_profile
 
-    budgets = bench.profile_budgets(load_profile("raspberry-pi-4b"))
-    assert set(budgets) == set(bench.BUDGET_KEYS)
+    budgets = gates.profile_budgets(load_profile("raspberry-pi-4b"))
+    assert set(budgets) == set(gates.BUDGET_KEYS)
     assert all(v > 0 for v in budgets.values())
 
 
@@ -88,7 +93,7 @@ def test_activation_estimate_is_positive_and_bounded_by_all_tensors():
     from kws_edge.engine import Engine
 
     model_bytes = (TONE_BUNDLE / "model.tflite").read_bytes()
-    est = bench.estimate_activation_bytes(model_bytes)
+    est = interpreter_peak_activation_bytes(model_bytes)
     interp = Engine(model_bytes)._interp
     total = sum(int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize for t in interp.get_tensor_details())
     assert 0 < est < total
@@ -170,8 +175,8 @@ def test_ratio_gate_fails_for_an_injected_slow_path():
     assert proc.returncode == 1, out[-2000:]
     assert "KWS_BENCH_INJECT=slow_mfcc" in out
     rows = [line for line in out.splitlines() if line.startswith("naive/streaming")]
-    assert rows and all(line.rstrip().endswith("FAIL") for line in rows)
-    ratio = float(rows[0].split()[-5].rstrip("x"))
+    assert rows and all(" OVER " in line for line in rows)
+    ratio = float(next(cell for cell in rows[0].split() if cell.endswith("x")).rstrip("x"))
     assert ratio < 10.0
 
 

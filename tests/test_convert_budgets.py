@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kws_edge.budgets import check_budgets, format_value
+from kws_edge.budgets import check_budgets
+from kws_edge.config import to_dict
+from kws_edge.limits import format_value
 from kws_edge.devices import load_profile
 from kws_edge.errors import ConfigError
 
@@ -64,7 +66,7 @@ def test_over_budget_table_json_and_summary():
     table = report.table()
     assert table.splitlines()[0] == "device cortex-m7-tflm: OVER BUDGET"
     assert "OVER" in table and "model size" in table and "2.86 MiB" in table
-    data = json.loads(json.dumps(report.to_dict()))
+    data = json.loads(json.dumps(to_dict(report)))
     assert data["device"] == "cortex-m7-tflm" and data["within_budget"] is False
     assert {"name", "value", "limit", "unit", "margin", "passed", "basis"} <= set(data["results"][0])
     assert "model size" in report.summary()

@@ -52,20 +52,20 @@ def test_default_bundle_manifest(shipped):
     assert len(shipped.model_bytes) <= MAX_MODEL_BYTES
     assert 0 < m.model.peak_activation_bytes <= MAX_ACTIVATION_BYTES
     assert "Speech Commands" in m.attribution and "CC BY 4.0" in m.attribution
-    assert len(m.provenance["data_sha256"]) == 64
-    assert m.provenance["config"]["exclude_words"]
-    assert isinstance(m.provenance["seed"], int)
+    assert len(m.provenance.data_sha256) == 64
+    assert m.provenance.config["exclude_words"]
+    assert isinstance(m.provenance.seed, int)
     # a distilled model names its teachers (the runs of --distill-from) with their hashes
-    teachers = m.provenance["run"].get("distilled_from", [])
-    assert len(teachers) == len(m.provenance["config"].get("distill_from", []))
+    teachers = m.provenance.run.distilled_from
+    assert len(teachers) == len(m.provenance.config.get("distill_from", []))
     for t in teachers:
-        assert len(t["config_sha256"]) == 64 and len(t["data_sha256"]) == 64 and 0 < t["validation_accuracy"] <= 1
+        assert len(t.config_sha256) == 64 and len(t.data_sha256) == 64 and 0 < t.validation_accuracy <= 1
     for key in ("validation", "unseen_words", "streaming"):
-        assert key in m.metrics, key
+        assert getattr(m.metrics, key) is not None, key
     assert set(m.detector.thresholds) == {"yes", "no"}
-    assert m.detector.thresholds == m.metrics["streaming"]["thresholds"]
-    report = m.metrics["streaming"]["report_stream"]
-    assert report["duration_s"] >= 30 * 60
+    assert m.detector == m.metrics.streaming.report.detector  # the report stream measured the shipped settings
+    report = m.metrics.streaming.report.score
+    assert report.duration_s >= 30 * 60
 
 
 @needs_data
@@ -77,14 +77,14 @@ def test_default_bundle_on_real_clips(shipped):
     from kws_edge.training.dataset import which_set
 
     model = KwsModel(shipped)
-    cfg = shipped.manifest.provenance["config"]
+    cfg = shipped.manifest.provenance.config
     for word in ("yes", "no"):
         files = [f for f in sorted((REAL_DATA / word).glob("*.wav"))
                  if which_set(f.name, cfg["validation_percentage"], cfg["testing_percentage"]) == "validation"]
         assert len(files) > 50
         pred = [model.labels[int(np.argmax(model.classify(read_wav(f).samples)))] for f in files]
         recall = float(np.mean([p == word for p in pred]))
-        shipped_recall = shipped.manifest.metrics["validation"]["int8"]["recall"][word]
+        shipped_recall = shipped.manifest.metrics.validation.converted.recall[word]
         assert recall >= shipped_recall - TOLERANCE, (word, recall, shipped_recall)
 
 
@@ -99,7 +99,7 @@ def test_shipped_validation_figures_reproduce_exactly(shipped):
     from kws_edge.metrics import clip_metrics
 
     m = shipped.manifest
-    config = from_dict(TrainConfig, {**m.provenance["config"], "data": str(REAL_DATA)})
+    config = from_dict(TrainConfig, {**m.provenance.config, "data": str(REAL_DATA)})
     index = index_dataset(REAL_DATA, config)
     clips = index.split("validation")
     x = clean_features(index.root, clips, config, index.noise_files, cache=False, workers=1)
@@ -107,21 +107,22 @@ def test_shipped_validation_figures_reproduce_exactly(shipped):
     model = KwsModel(shipped)
     pred = np.array([int(np.argmax(model.scores_features(f))) for f in x])
     got = clip_metrics(y, pred, m.labels, m.keywords)
-    want = m.metrics["validation"]["int8"]
-    assert got["n_clips"] == want["n_clips"]
-    assert got["confusion_matrix"] == want["confusion_matrix"], (got["confusion_matrix"], want["confusion_matrix"])
+    want = m.metrics.validation.converted
+    assert got["n_clips"] == want.n_clips
+    assert tuple(map(tuple, got["confusion_matrix"])) == want.confusion_matrix, (got["confusion_matrix"],
+                                                                                  want.confusion_matrix)
 
 
-def _figures(metrics: dict) -> dict[str, float]:
-    v = metrics["validation"]["int8"]
-    stream = metrics["streaming"]["report_stream"]
+def _figures(metrics) -> dict[str, float]:
+    v = metrics.validation.converted
+    stream = metrics.streaming.report.score
     return {
-        "validation accuracy": v["accuracy"],
-        "yes recall": v["recall"]["yes"],
-        "no recall": v["recall"]["no"],
-        "keyword false-accept rate": v["keyword_false_accept_rate"],
-        "unseen-word false-accept rate": metrics["unseen_words"]["keyword_false_accept_rate"],
-        "streaming false-reject rate": stream["false_reject_rate"],
+        "validation accuracy": v.accuracy,
+        "yes recall": v.recall["yes"],
+        "no recall": v.recall["no"],
+        "keyword false-accept rate": v.keyword_false_accept_rate,
+        "unseen-word false-accept rate": metrics.unseen_words.keyword_false_accept_rate,
+        "streaming false-reject rate": stream.false_reject_rate,
     }
 
 
@@ -143,10 +144,10 @@ def test_recipe_reproduces_default_bundle(shipped, tmp_path):
     # data_sha256 no longer depends on where the synthetic cache lives, but it is not compared: it hashes the
     # synthetic negatives' audio, which another eSpeak NG build may render differently; the figures are what
     # the issue asks to reproduce.
-    assert len(reproduced.manifest.provenance["data_sha256"]) == 64
+    assert len(reproduced.manifest.provenance.data_sha256) == 64
     got, want = _figures(reproduced.manifest.metrics), _figures(shipped.manifest.metrics)
     off = {k: (got[k], want[k]) for k in want if abs(got[k] - want[k]) > TOLERANCE}
     assert not off, f"reproduced figures more than 1 point from the shipped ones: {off}; summary {summary}"
-    fa_h = reproduced.manifest.metrics["streaming"]["report_stream"]["false_accepts_per_hour"]
-    shipped_fa_h = shipped.manifest.metrics["streaming"]["report_stream"]["false_accepts_per_hour"]
-    assert fa_h <= shipped_fa_h + 1.0 / (reproduced.manifest.metrics["streaming"]["report_stream"]["duration_s"] / 3600)
+    fa_h = reproduced.manifest.metrics.streaming.report.score.false_accepts_per_hour
+    shipped_fa_h = shipped.manifest.metrics.streaming.report.score.false_accepts_per_hour
+    assert fa_h <= shipped_fa_h + 1.0 / (reproduced.manifest.metrics.streaming.report.score.duration_s / 3600)

@@ -33,7 +33,7 @@ def test_case09_keras_model_save_on_a_full_disk(small_disk):
 
 
 def test_case10_report_on_a_full_disk_leaves_no_empty_png(small_disk, tmp_path):
-    from kws_edge.training.report import write_report
+    from kws_edge.pipeline.report import write_report
 
     png = b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).integers(0, 255, 40_000, dtype=np.uint8).tobytes()
 
@@ -56,7 +56,9 @@ def test_case10_report_on_a_full_disk_leaves_no_empty_png(small_disk, tmp_path):
 
 def test_stage_of_a_dead_process_is_not_left_running(tmp_path):
     from kws_edge.training.config import TrainConfig
-    from kws_edge.training.pipeline import LEDGER_NAME, PipelineConfig, _Pipeline
+    from kws_edge.pipeline.config import PipelineConfig
+    from kws_edge.pipeline.ledger import LEDGER_NAME
+    from kws_edge.pipeline.stages import _Pipeline
 
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -72,11 +74,13 @@ def test_stage_of_a_dead_process_is_not_left_running(tmp_path):
 
 
 def test_unwritable_ledger_does_not_hide_the_stage_error(tmp_path, monkeypatch):
-    import kws_edge.training.pipeline as pl
+    import kws_edge.pipeline.stages as pl
+    from kws_edge.pipeline.config import PipelineConfig
+    from kws_edge.pipeline.ledger import PipelineStageError
     from kws_edge.atomic import DiskFullError
     from kws_edge.training.config import TrainConfig
 
-    p = pl._Pipeline(tmp_path, TrainConfig(), pl.PipelineConfig(), check_reproducible=False, mlflow_uri=None,
+    p = pl._Pipeline(tmp_path, TrainConfig(), PipelineConfig(), check_reproducible=False, mlflow_uri=None,
                      progress=None, code="test", force=(), fail_stage=None)
     calls = []
 
@@ -90,5 +94,5 @@ def test_unwritable_ledger_does_not_hide_the_stage_error(tmp_path, monkeypatch):
     def body(tick):
         raise DiskFullError("no space left on the device while writing report/confusion_matrix.png; free some space")
 
-    with pytest.raises(pl.PipelineStageError, match="confusion_matrix.png"):
+    with pytest.raises(PipelineStageError, match="confusion_matrix.png"):
         p._run_stage("report", {}, lambda: False, body)

@@ -97,7 +97,7 @@ def test_ctrl_c_after_the_add_committed_is_not_reported_as_interrupted(capfd, re
                                                                        monkeypatch):
     import signal
 
-    from kws_edge.registry import ModelRegistry
+    from kws_edge.workstation.registry import ModelRegistry
 
     real = ModelRegistry._log_event_locked
 

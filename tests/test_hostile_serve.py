@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("aiohttp", reason="kws serve needs the serve extra (aiohttp)")
 
 from kws_edge.detector import KeywordDetector  # noqa: E402
-from kws_edge.web.live import FileSource  # noqa: E402
-from kws_edge.web.server import LiveServer  # noqa: E402
+from kws_edge.workstation.web.live import FileSource  # noqa: E402
+from kws_edge.workstation.web.server import LiveServer  # noqa: E402
 
 
 def _raw_get(port: int, request: bytes) -> int:

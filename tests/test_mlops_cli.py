@@ -50,7 +50,7 @@ def test_registry_commands(tmp_path, capsys):
     assert rc == 0 and id_b in out and "2.0" in out
     rc, out, _ = kws(capsys, "registry", "--registry", reg, "diff", id_a, "production")
     assert rc == 0
-    assert "float.accuracy: 0.9 -> 0.95  (+0.05)" in out
+    assert "test.float_model.accuracy: 0.9 -> 0.95  (+0.05)" in out
     assert "epochs: 10 -> 30" in out and "data:   same" in out
     rc, out, _ = kws(capsys, "registry", "--registry", reg, "list", "--json")
     data = json.loads(out)
@@ -69,7 +69,7 @@ def test_re_adding_a_registered_bundle_moves_no_stage_unless_asked(tmp_path, cap
     assert rc == 0 and out.rstrip().endswith("stages: candidate")
     rc, out, _ = kws(capsys, "registry", "--registry", reg, "add", str(old))  # again: nothing moves
     assert rc == 0 and out.startswith(f"already registered {id_old}") and "stages: none (unchanged;" in out
-    from kws_edge.registry import ModelRegistry
+    from kws_edge.workstation.registry import ModelRegistry
 
     assert ModelRegistry(reg).stages() == {"candidate": id_new}
     rc, out, _ = kws(capsys, "registry", "--registry", reg, "add", str(old), "--stage", "candidate")  # asked

@@ -14,7 +14,7 @@ import pytest
 
 import make_tone_bundle as tones
 from conftest import kws_subprocess_env, write_pcm16
-from kws_edge.telemetry import read_snapshots
+from kws_edge.workstation.monitor import read_snapshots
 
 
 @pytest.mark.mic

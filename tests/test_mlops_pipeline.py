@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def _status(out: Path) -> dict[str, str]:
 
 def test_config_file_with_pipeline_table(tmp_path):
     from kws_edge.errors import ConfigError
-    from kws_edge.training.pipeline import load_pipeline_config
+    from kws_edge.pipeline.config import load_pipeline_config
 
     cfg = tmp_path / "c.toml"
     cfg.write_text(TINY)
@@ -130,11 +131,25 @@ def test_interrupt_fail_resume_reuse_and_reproducibility(tmp_path):
     from kws_edge.bundle import load_bundle
 
     manifest = load_bundle(out / "bundle").manifest
-    assert "streaming" in manifest.metrics and "benchmark" in manifest.metrics
+    assert manifest.metrics.streaming is not None and manifest.metrics.benchmark is not None
     assert (out / "sample.wav").exists() and (out / "report" / "report.html").exists()
     html = (out / "report" / "report.html").read_text()
-    acc = manifest.metrics["int8"]["accuracy"]
+    acc = manifest.metrics.test.converted.accuracy
     assert f"{100 * acc:.2f}%" in html
+
+    # the demo report and kws evaluate agree on the same bundle and stream: one streaming evaluation
+    report = manifest.metrics.streaming.report
+    assert report.split == "test" and report.detector == manifest.detector
+    assert report.command.startswith("kws evaluate --bundle ") and report.command in html
+    ev = subprocess.run([*KWS, *shlex.split(report.command)[1:], "--json"], cwd=out.parent, capture_output=True,
+                        text=True, env=_env(), timeout=900)
+    assert ev.returncode == 0, ev.stderr
+    got = json.loads(ev.stdout)["streaming"]
+    for key in ("duration_s", "n_keywords", "hits", "false_reject_rate", "false_accepts", "false_accepts_per_hour",
+                "duplicates"):
+        assert got[key] == getattr(report.score, key), key
+    assert [p["false_reject_rate"] for p in got["det_curve"]] == [p.false_reject_rate for p in report.det_curve]
+    assert f"{100 * report.score.false_reject_rate:.1f}%" in html
 
     # 4. nothing changed: everything reused, quickly
     t0 = time.monotonic()
@@ -169,7 +184,7 @@ def test_interrupt_fail_resume_reuse_and_reproducibility(tmp_path):
 
 
 def _train_events(clock: list[float]):
-    from kws_edge.training.pipeline import StageEvent
+    from kws_edge.pipeline.ledger import StageEvent
 
     yield StageEvent("start", "train", 2, 8, "first run")
     clock[0] += 5.0
@@ -182,7 +197,7 @@ def _train_events(clock: list[float]):
 
 @pytest.mark.parametrize("tty", [False, True])
 def test_training_stage_shows_epochs_and_eta(capsys, tty):
-    from kws_edge.cli.mlops import _StageDisplay
+    from kws_edge.pipeline.cli import _StageDisplay
 
     clock = [100.0]
     display = _StageDisplay(quiet=False, tty=tty, clock=lambda: clock[0])
@@ -204,8 +219,8 @@ def test_training_stage_shows_epochs_and_eta(capsys, tty):
 
 
 def test_many_small_steps_give_a_line_per_tenth_in_a_log(capsys):
-    from kws_edge.cli.mlops import _StageDisplay
-    from kws_edge.training.pipeline import StageEvent
+    from kws_edge.pipeline.cli import _StageDisplay
+    from kws_edge.pipeline.ledger import StageEvent
 
     display = _StageDisplay(quiet=False, tty=False, clock=lambda: 0.0)
     for done in range(1, 1001):

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from kws_edge.bundle import load_bundle, save_bundle
+from kws_edge.bundle import Budgets, Metrics, Provenance, load_bundle, save_bundle
+from kws_edge.bundle.metrics import SplitMetrics
+from kws_edge.bundle.provenance import RunRecord
+from kws_edge.metrics import ClipMetrics
 from kws_edge.errors import RegistryError
-from kws_edge.registry import ModelRegistry
+from kws_edge.workstation.registry import ModelRegistry
 
 TONE_BUNDLE = Path(__file__).resolve().parent / "data" / "tone_bundle"
 pytestmark = pytest.mark.skipif(not (TONE_BUNDLE / "manifest.json").exists(),
@@ -28,11 +31,12 @@ def make_bundle(out: Path, version: str, *, accuracy: float = 0.9, data_sha: str
     manifest = dataclasses.replace(
         b.manifest,
         version=version,
-        metrics={"float": {"accuracy": accuracy, "recall": {"yes": accuracy - 0.05}},
-                 "int8": {"accuracy": accuracy - 0.01, "confusion_matrix": [[1, 0], [0, 1]]}},
-        provenance={"git_commit": "abc123", "data_sha256": data_sha, "seed": 1,
-                    "config": {"epochs": epochs, "model": {"name": "ds_cnn"}}},
-        budgets={"device": "raspberry-pi-4b", "within_budget": True, "results": []},
+        metrics=Metrics(test=SplitMetrics(
+            float_model=ClipMetrics(accuracy=accuracy, recall={"yes": accuracy - 0.05}),
+            converted=ClipMetrics(accuracy=accuracy - 0.01, confusion_matrix=((1, 0), (0, 1))))),
+        provenance=Provenance(run=RunRecord(git_commit="abc123", data_sha256=data_sha, seed=1),
+                              config={"epochs": epochs, "model": {"name": "ds_cnn"}}),
+        budgets=Budgets(device="raspberry-pi-4b"),
     )
     save_bundle(out, manifest, b.model_bytes, overwrite=True)
     return out
@@ -81,8 +85,9 @@ def test_diff_reports_metrics_config_and_data(tmp_path):
     b, _ = reg.add(make_bundle(tmp_path / "b", "2", accuracy=0.95, epochs=20, data_sha="e" * 64))
     d = reg.diff(a.id, b.id)
     acc = {m["key"]: m for m in d["metrics"]}
-    assert acc["float.accuracy"]["a"] == 0.90 and acc["float.accuracy"]["b"] == 0.95
-    assert acc["float.accuracy"]["delta"] == pytest.approx(0.05)
+    key = "test.float_model.accuracy"  # the same figure has the same path in every manifest (typed metrics)
+    assert acc[key]["a"] == 0.90 and acc[key]["b"] == 0.95
+    assert acc[key]["delta"] == pytest.approx(0.05)
     assert not any("confusion" in k for k in acc)
     assert {"key": "epochs", "a": 10, "b": 20} in d["config"]
     assert all(c["key"] != "model.name" for c in d["config"])  # unchanged keys are left out
@@ -137,7 +142,7 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from pathlib import Path
     from test_mlops_registry import make_bundle
-    from kws_edge.registry import ModelRegistry
+    from kws_edge.workstation.registry import ModelRegistry
     reg = ModelRegistry(sys.argv[1]); tag = sys.argv[2]; work = Path(sys.argv[3])
     ids = []
     for i in range(int(sys.argv[4])):

@@ -36,7 +36,12 @@ def _clip_metrics(acc: float) -> dict:
 def make_pipeline_folder(out: Path) -> Path:
     """A pipeline output folder with known numbers, made of real parts (plots, bundle) but no training."""
     pytest.importorskip("matplotlib")
-    from kws_edge.config import to_dict
+    from kws_edge.bundle import Budgets, Metrics, Provenance
+    from kws_edge.bundle.metrics import Parity, SplitMetrics, StreamEvaluation, StreamingMetrics
+    from kws_edge.bundle.provenance import RunRecord
+    from kws_edge.config import from_dict, to_dict
+    from kws_edge.limits import Limit
+    from kws_edge.metrics import ClipMetrics, DetPoint, StreamConfig, StreamScore
     from kws_edge.training.config import TrainConfig
     from kws_edge.training.plots import plot_confusion_matrix, plot_det_curve, plot_training_curves
 
@@ -67,27 +72,30 @@ def make_pipeline_folder(out: Path) -> Path:
     points = [{"threshold": t, "false_reject_rate": 0.02 + t / 10, "false_accepts": int(10 * (1 - t)),
                "false_accepts_per_hour": 12 * (1 - t)} for t in (0.5, 0.6, 0.7, 0.8, 0.875, 0.9)]
     selected = {"threshold": 0.875, "false_reject_rate": 0.0417, "false_accepts_per_hour": 1.5, "false_accepts": 1}
-    streaming = {"audio_s": 2400.0, "n_keywords": 120, "tolerance_s": 1.0, "det_curve": points, "selected": selected,
-                 "selected_thresholds": {"yes": 0.875, "no": 0.875}, "false_reject_rate": 0.0417,
-                 "false_accepts_per_hour": 1.5}
     (out / "evaluation").mkdir()
-    atomic_write_json(out / "evaluation" / "streaming.json", streaming)
     plot_det_curve(points, out / "evaluation" / "det_curve.png", selected=selected)
 
-    budgets = {"device": "raspberry-pi-4b", "within_budget": True, "results": [
-        {"name": "flash", "value": 48123, "limit": 1000000, "unit": "bytes", "margin": 0.95, "passed": True,
-         "basis": "static"},
-        {"name": "ram", "value": 22400, "limit": 500000, "unit": "bytes", "margin": 0.95, "passed": True,
-         "basis": "static"}]}
-    atomic_write_json(out / "budgets.json", budgets)
+    budgets = Budgets(device="raspberry-pi-4b", results=(
+        Limit("flash", 48123, 1000000, "bytes", basis="static"),
+        Limit("ram", 22400, 500000, "bytes", basis="static")))
+    atomic_write_json(out / "budgets.json", to_dict(budgets))
     tone = load_bundle(TONE_BUNDLE)
-    manifest = dataclasses.replace(tone.manifest, name="demo", version="1.2.3",
-                                   metrics={"float": _clip_metrics(0.9123), "int8": _clip_metrics(0.9087),
-                                            "parity": {"argmax_agreement": 0.9921}},
-                                   budgets=budgets, provenance={"data_sha256": "d" * 64, "seed": cfg.seed,
-                                                                "config": to_dict(cfg)})
+    metrics = Metrics(test=SplitMetrics(float_model=from_dict(ClipMetrics, _clip_metrics(0.9123)),
+                                        converted=from_dict(ClipMetrics, _clip_metrics(0.9087))),
+                      parity=Parity(argmax_agreement=0.9921))
+    manifest = dataclasses.replace(tone.manifest, name="demo", version="1.2.3", metrics=metrics, budgets=budgets,
+                                   provenance=Provenance(run=RunRecord(data_sha256="d" * 64, seed=cfg.seed),
+                                                         config=to_dict(cfg)))
     save_bundle(out / "convert" / "bundle", manifest, tone.model_bytes)
-    final = dataclasses.replace(manifest, metrics={**manifest.metrics, "streaming": streaming})
+    detector = dataclasses.replace(manifest.detector, thresholds={"yes": 0.875, "no": 0.875})
+    report = StreamEvaluation(
+        split="test", stream=StreamConfig(minutes=40.0), detector=detector,
+        score=StreamScore(duration_s=2400.0, n_keywords=120, hits=115, false_reject_rate=0.0417, false_accepts=1,
+                          false_accepts_per_hour=1.5),
+        det_curve=tuple(from_dict(DetPoint, {k: v for k, v in p.items() if k != "false_accepts"}) for p in points),
+        command="kws evaluate --bundle out/bundle --data synthetic --split test --stream-minutes 40 --seed 0")
+    final = dataclasses.replace(manifest, detector=detector,
+                                metrics=dataclasses.replace(metrics, streaming=StreamingMetrics(report=report)))
     save_bundle(out / "bundle", final, tone.model_bytes)
     atomic_write_json(out / "benchmark.json", {
         "machine": {"platform": "Linux-test", "cpus": 2, "python": "3.11"},
@@ -112,7 +120,7 @@ KEY_NUMBERS = ["91.23%", "90.87%", "4.2%", "1.50", "raspberry-pi-4b", "4.321", "
 
 
 def test_report_files_and_markdown(tmp_path):
-    from kws_edge.training.report import write_report
+    from kws_edge.pipeline.report import write_report
 
     out = make_pipeline_folder(tmp_path / "out")
     paths = write_report(out)
@@ -130,7 +138,7 @@ def test_report_files_and_markdown(tmp_path):
 
 
 def test_report_for_a_pipeline_that_stopped_early(tmp_path):
-    from kws_edge.training.report import write_report
+    from kws_edge.pipeline.report import write_report
 
     out = make_pipeline_folder(tmp_path / "out")
     shutil.rmtree(out / "evaluation")
@@ -156,7 +164,7 @@ window.addEventListener('load', () => {
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(tmp_path):
-    from kws_edge.training.report import write_report
+    from kws_edge.pipeline.report import write_report
 
     out = make_pipeline_folder(tmp_path / "out")
     html_path = write_report(out)["html"]

@@ -11,16 +11,8 @@ import pytest
 
 from kws_edge.audio import read_wav, resample
 from kws_edge.features import MfccConfig, Normalization, StreamingMfcc, mfcc, n_complete_frames
-from kws_edge.telemetry import (
-    DetectorTelemetry,
-    JsonlSnapshotter,
-    TelemetryConfig,
-    gaussian_kl,
-    plot_history,
-    read_snapshots,
-    serve_metrics,
-    summarize_snapshots,
-)
+from kws_edge.telemetry import DetectorTelemetry, JsonlSnapshotter, TelemetryConfig, gaussian_kl, serve_metrics
+from kws_edge.workstation.monitor import plot_history, read_snapshots, summarize_snapshots
 
 SR = 16000
 LABELS = ("_silence_", "_unknown_", "yes", "no")

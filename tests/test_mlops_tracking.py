@@ -18,7 +18,7 @@ def test_log_pipeline_to_sqlite_store(tmp_path, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from kws_edge.training.tracking import log_pipeline
+    from kws_edge.pipeline.tracking import log_pipeline
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -56,7 +56,7 @@ def test_log_pipeline_to_sqlite_store(tmp_path, monkeypatch):
 
 def test_missing_bundle_is_one_clear_error(tmp_path):
     from kws_edge.errors import KwsError
-    from kws_edge.training.tracking import log_pipeline
+    from kws_edge.pipeline.tracking import log_pipeline
 
     with pytest.raises(KwsError, match="run the pipeline up to the bundle stage"):
         log_pipeline(tmp_path, f"sqlite:///{tmp_path / 'm.db'}")

@@ -37,7 +37,7 @@ def test_pip_wheel_from_a_checkout_leaves_no_build_or_egg_info(checkout, tmp_pat
     assert _tree(checkout) == before  # no build/, no kws_edge.egg-info, nothing else
     (wheel,) = wheels.glob("kws_edge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("kws_edge/default_bundle/manifest.json", "kws_edge/web/index.html", "kws_edge/training/fit.py",
+    for needed in ("kws_edge/default_bundle/manifest.json", "kws_edge/workstation/web/index.html", "kws_edge/training/fit.py",
                    "kws_edge/converters/cli.py", "kws_edge/devices/x86-64.toml"):
         assert needed in names, needed
     assert not any(n.startswith("_packaging") for n in names)  # the build backend is not installed

@@ -50,8 +50,8 @@ import os, runpy, sys
 if os.environ.get("NO_AUDIO"):
     sys.modules["sounddevice"] = None
 if os.environ.get("BUNDLE"):
-    import pathlib, kws_edge.bundle
-    kws_edge.bundle.default_bundle_path = lambda: pathlib.Path(os.environ["BUNDLE"])
+    import pathlib, kws_edge.bundle.io
+    kws_edge.bundle.io.default_bundle_path = lambda: pathlib.Path(os.environ["BUNDLE"])  # where load_bundle looks
 runpy.run_path("snippet.py", run_name="__main__")
 """
 
@@ -169,8 +169,8 @@ def _command(program: str, args: list[str]):
         import kws_edge.cli.commands  # noqa: F401  (registers the subcommands)
         from kws_edge.cli import cli
 
-        assert args[0] in cli.commands, f"kws {args[0]}: no such command"
-        cmd = cli.commands[args[0]]
+        cmd = cli.get_command(None, args[0])  # the runtime's own commands and those registered from above
+        assert cmd is not None, f"kws {args[0]}: no such command"
     commands = [cmd, *(cmd.commands.values() if isinstance(cmd, click.Group) else [])]
     options = {o for c in commands for p in c.params for o in (*p.opts, *p.secondary_opts)}
     return cmd, options

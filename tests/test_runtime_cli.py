@@ -140,8 +140,11 @@ def test_info_is_sections_of_short_lines_and_json_keeps_everything(kws):
         assert section in lines, section
     assert lines.index("metrics:") < lines.index("provenance:") < lines.index("budgets:")
     assert "    git_commit: " in out and "  budget model_bytes: " in out
-    code, js, _ = kws("info", "--json")  # --json: the whole manifest, nothing elided
-    shipped = json.loads((default_bundle_path() / "manifest.json").read_text())
+    code, js, _ = kws("info", "--json")  # --json: the whole typed manifest, nothing elided
+    from kws_edge import load_bundle
+    from kws_edge.config import to_dict
+
+    shipped = to_dict(load_bundle(default_bundle_path()).manifest)
     assert code == 0 and json.loads(js) == json.loads(json.dumps(shipped))
 
 
@@ -156,7 +159,7 @@ def test_the_shipped_manifest_holds_no_absolute_path():
 def test_info_names_the_weight_scales_of_an_int8_model(kws, tone_bundle_path):
     from kws_edge import default_bundle_path, load_bundle
 
-    scales = load_bundle(default_bundle_path()).manifest.provenance["conversion"]["weight_scales"]
+    scales = load_bundle(default_bundle_path()).manifest.provenance.conversion.weight_scales
     assert scales in ("per-tensor", "per-channel")  # recorded by kws-convert
     code, out, _ = kws("info", default_bundle_path())
     assert code == 0 and f"int8 ({scales} weight scales)" in out
@@ -327,15 +330,16 @@ def test_subprocess_good_run_and_help(tone_bundle_path):
 def test_info_shows_budgets_and_measured_figures(kws, tone_bundle, tmp_path):
     import dataclasses
 
-    from kws_edge.budgets import BudgetReport, BudgetResult
     from kws_edge.bundle import save_bundle
+    from kws_edge.bundle.budgets import Budgets
+    from kws_edge.limits import Limit
 
-    report = BudgetReport("raspberry-pi-4b", (
-        BudgetResult("flash_bytes", 5600, 1_000_000, "B", True, "static"),
-        BudgetResult("peak_activation_bytes", 300_000, 262_144, "B", False, "static"),
+    report = Budgets("raspberry-pi-4b", (
+        Limit("flash_bytes", 5600, 1_000_000, "B", basis="static"),
+        Limit("peak_activation_bytes", 300_000, 262_144, "B", basis="static"),
     ))
     m = tone_bundle.manifest
-    m = dataclasses.replace(m, budgets=report.to_dict(),
+    m = dataclasses.replace(m, budgets=report,
                             model=dataclasses.replace(m.model, peak_activation_bytes=12_345, macs_per_inference=67_890))
     save_bundle(tmp_path / "b", m, tone_bundle.model_bytes)
     code, out, err = kws("info", tmp_path / "b")

@@ -1,4 +1,5 @@
-"""The runtime never imports TensorFlow, and works with TensorFlow made impossible to import."""
+"""The runtime never imports TensorFlow, training or the rooms above it, and works with TensorFlow made impossible
+to import. (That no module imports against the rooms' direction is checked on the source: test_import_rooms.py.)"""
 
 from __future__ import annotations
 
@@ -23,9 +24,16 @@ def test_import_kws_edge_does_not_import_tensorflow():
         tf = sorted(m for m in sys.modules if m == "tensorflow" or m.startswith(("tensorflow.", "keras")))
         print("TF:", tf)
         assert not tf, tf
+        above = sorted(m for m in sys.modules if m.startswith(("kws_edge.training", "kws_edge.converters",
+                                                               "kws_edge.pipeline", "kws_edge.workstation")))
+        print("rooms above the runtime:", above)
+        heavy = sorted(m for m in ("matplotlib", "filelock", "aiohttp", "mlflow", "scipy") if m in sys.modules)
+        print("workstation libraries:", heavy)
     """)
     assert proc.returncode == 0, proc.stderr
     assert "TF: []" in proc.stdout
+    assert "rooms above the runtime: []" in proc.stdout
+    assert "workstation libraries: []" in proc.stdout
 
 
 def test_runtime_works_with_tensorflow_blocked(tone_bundle_path):

@@ -26,8 +26,8 @@ import make_tone_bundle as tones  # noqa: E402  (tests/ is on sys.path under pyt
 from kws_edge.audio import write_wav  # noqa: E402
 from kws_edge.detector import KeywordDetector  # noqa: E402
 from kws_edge.errors import AudioFormatError  # noqa: E402
-from kws_edge.web.live import DetectorPump, FileSource, LiveState, level_dbfs  # noqa: E402
-from kws_edge.web.server import LiveServer  # noqa: E402
+from kws_edge.workstation.web.live import DetectorPump, FileSource, LiveState, level_dbfs  # noqa: E402
+from kws_edge.workstation.web.server import LiveServer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TONE_BUNDLE = HERE / "data" / "tone_bundle"
@@ -286,7 +286,7 @@ def test_cli_without_the_serve_extra_names_it(yes_wav):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        "error: the live view needs aiohttp; install it with: pip install 'kws-edge[serve]'"]
+        'error: the live view needs the workstation extra (aiohttp): pip install "kws-edge[workstation]"']
 
 
 def start_serve(*args: str) -> tuple[subprocess.Popen, str]:
@@ -333,7 +333,7 @@ def test_cli_serves_a_self_contained_page_and_stops_cleanly_on_sigterm(yes_wav):
 
 def test_the_runtime_and_the_cli_do_not_import_the_web_stack():
     code = ("import sys, kws_edge, kws_edge.detector, kws_edge.cli.commands\n"
-            "heavy = [m for m in ('aiohttp', 'kws_edge.web', 'kws_edge.web.server') if m in sys.modules]\n"
+            "heavy = [m for m in ('aiohttp', 'kws_edge.workstation.web', 'kws_edge.workstation.web.server') if m in sys.modules]\n"
             "print(heavy)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
@@ -360,7 +360,7 @@ def test_requests_for_another_host_name_are_refused(detector, yes_wav):
 
 
 def test_the_page_embeds_its_state_safely():
-    from kws_edge.web.server import INITIAL_STATE_TAG, page_html, page_with_state
+    from kws_edge.workstation.web.server import INITIAL_STATE_TAG, page_html, page_with_state
 
     assert INITIAL_STATE_TAG in page_html()
     state = {"bundle": {"description": "</script><script>alert(1)</script>"}, "frames": [], "detections": []}

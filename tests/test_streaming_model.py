@@ -176,10 +176,14 @@ def test_int8_conversion_state_calibration_and_bundle(tmp_path):
     spec = streaming_model_file(conv.model_bytes)
     assert spec.extra_inputs[0].shape == state_in.shape and spec.input.shape[1] == conv.block_frames + 4
     # attach to a copy of the test bundle and run it
-    out = attach_streaming_model(src.path, conv.model_bytes, out_dir=tmp_path / "b", metrics={"note": "test"})
+    from kws_edge.bundle.provenance import StreamingConversionRecord
+
+    record = StreamingConversionRecord(block_frames=conv.block_frames, state_size=conv.state_size,
+                                       n_calibration_pairs=conv.n_calibration)
+    out = attach_streaming_model(src.path, conv.model_bytes, out_dir=tmp_path / "b", record=record)
     bundle = load_bundle(out)
     assert bundle.streaming_model_bytes == conv.model_bytes
-    assert bundle.manifest.metrics["streaming"]["note"] == "test"
+    assert bundle.manifest.provenance.conversion.streaming == record
     runner = StreamingRunner(bundle)
     post, counts = runner.process(rng.standard_normal((80, 10)).astype(np.float32))
     assert post.shape == (len(counts), 4) and np.allclose(post.sum(1), 1.0, atol=0.05)

@@ -35,7 +35,6 @@ def test_streaming_matches_window_on_real_speech(tmp_path):
     pytest.importorskip("keras")
     from kws_edge.bundle import load_bundle
     from kws_edge.converters.convert import convert_run
-    from kws_edge.converters.streaming import add_streaming_to_bundle
     from kws_edge.detector import KeywordDetector, detect_samples
     from kws_edge.features import mfcc
     from kws_edge.model import KwsModel
@@ -46,8 +45,7 @@ def test_streaming_matches_window_on_real_speech(tmp_path):
     from kws_edge.training.streaming_eval import StreamConfig, build_stream
 
     out = tmp_path / "bundle"
-    convert_run(RUN, device="x86-64", out_dir=out, measure=False, max_accuracy_drop_points=100.0)
-    add_streaming_to_bundle(RUN, out)
+    convert_run(RUN, device="x86-64", out_dir=out, measure=False, max_accuracy_drop_points=100.0, streaming=True)
     bundle = load_bundle(out)
 
     cfg = TrainConfig(data=str(DATA))

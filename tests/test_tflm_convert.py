@@ -61,9 +61,9 @@ def test_cortex_m7_conversion_measures_the_arena_in_tflm(m7_converted):
     assert report.budgets.result("cpu_share").method == "estimated"
     assert check.parity.inputs.endswith("calibration clips") and check.parity.argmax_agreement >= 0.95
     manifest = load_bundle(report.bundle_dir).manifest
-    entry = manifest.budgets["tflm"]
-    assert entry["build"] == tflm.tflm_build().to_dict()
-    assert entry["models"]["model.tflite"]["arena_bytes"] == check.arena.arena_bytes
+    entry = manifest.budgets.tflm
+    assert entry.build == tflm.tflm_build()
+    assert entry.models["model.tflite"].arena_bytes == check.arena.arena_bytes
     assert "TFLM model.tflite: arena" in report.summary().splitlines()[1]
 
 
@@ -71,7 +71,7 @@ def test_a_litert_profile_is_not_measured_in_tflm(tiny_run, tmp_path):
     from kws_edge.converters.convert import convert_run
 
     report = convert_run(tiny_run, device="raspberry-pi-4", out_dir=tmp_path / "b", measure=False)
-    assert report.tflm == () and "tflm" not in report.manifest.budgets
+    assert report.tflm == () and report.manifest.budgets.tflm is None
     assert "tensor_arena_bytes" not in {r.name for r in report.budgets.results}
 
 
@@ -101,8 +101,8 @@ def test_allow_over_budget_records_the_arena_failure(tiny_run, tmp_path):
     profile = small_arena_profile(tmp_path, 2048)
     convert_run(tiny_run, device=str(profile), out_dir=tmp_path / "b", measure=False, allow_over_budget=True)
     budgets = load_bundle(tmp_path / "b").manifest.budgets
-    failed = [r["name"] for r in budgets["results"] if not r["passed"]]
-    assert failed == ["tensor_arena_bytes"] and budgets["allowed_over_budget"] is True
+    failed = [r.name for r in budgets.results if not r.passed]
+    assert failed == ["tensor_arena_bytes"] and budgets.allowed_over_budget is True
 
 
 def test_tflm_outputs_that_disagree_with_litert_are_refused(tiny_run, tmp_path, monkeypatch):
@@ -142,7 +142,7 @@ def test_kws_convert_streaming_on_cortex_m7_end_to_end(tmp_path, capsys):
     assert rows["tensor_arena_bytes"]["method"] == rows["streaming_tensor_arena_bytes"]["method"] == "tflm"
     manifest = load_bundle(tmp_path / "b").manifest
     assert manifest.streaming_model is not None
-    assert set(manifest.budgets["tflm"]["models"]) == {"model.tflite", "model_streaming.tflite"}
+    assert set(manifest.budgets.tflm.models) == {"model.tflite", "model_streaming.tflite"}
 
     # a firmware arena between the two models' needs: the window model fits, the streaming one is refused
     window, stream = rows["tensor_arena_bytes"]["value"], rows["streaming_tensor_arena_bytes"]["value"]

@@ -20,7 +20,10 @@ pytest.importorskip("tflite_micro", reason="tflite-micro is not installed (pip i
 import make_tone_bundle as tone  # noqa: E402
 from tflite_builder import add_model, hand_built_model  # noqa: E402
 
-from kws_edge.budgets import BudgetReport, BudgetResult, arena_result  # noqa: E402
+from kws_edge.budgets import arena_result  # noqa: E402
+from kws_edge.bundle.budgets import Budgets  # noqa: E402
+from kws_edge.config import from_dict, to_dict  # noqa: E402
+from kws_edge.limits import Limit  # noqa: E402
 from kws_edge.bundle import load_bundle  # noqa: E402
 from kws_edge.converters import tflm  # noqa: E402
 from kws_edge.converters.analysis import analyze_model  # noqa: E402
@@ -147,19 +150,19 @@ def test_arena_budget_adds_the_profiles_margin_and_says_how_it_was_measured():
     assert "12,448 B" in r.basis and "tflite-micro X" in r.basis
     over = arena_result(m7, m7.tflm.tensor_arena_bytes, build="b")
     assert not over.passed
-    report = BudgetReport("cortex-m7-tflm", (BudgetResult("model_bytes", 1, 2, "B", True, "static"), over))
+    report = Budgets("cortex-m7-tflm", (Limit("model_bytes", 1, 2, "B", basis="static"), over))
     assert f"TFLM tensor arena {over.value:,} B > {over.limit:,} B (measured in b" in report.summary()
     table = report.table()
     assert "measured in TFLM" in table and "static" in table
-    assert BudgetReport.from_dict(report.to_dict()) == report
+    assert from_dict(Budgets, to_dict(report)) == report
 
 
 def test_method_is_inferred_for_older_results_and_checked():
-    assert BudgetResult("cpu_share", 0.1, 0.5, "share", True, "measured (kws bench)").how == "measured on this host"
-    assert BudgetResult("cpu_share", 0.1, 0.5, "share", True, "estimated (profile)").method == "estimated"
-    assert BudgetResult("model_bytes", 1, 2, "B", True, "static").method == "static"
+    assert Limit("cpu_share", 0.1, 0.5, "share", basis="measured (kws bench)").how == "measured on this host"
+    assert Limit("cpu_share", 0.1, 0.5, "share", basis="estimated (profile)").method == "estimated"
+    assert Limit("model_bytes", 1, 2, "B", basis="static").method == "static"
     with pytest.raises(ConfigError, match="method"):
-        BudgetResult("x", 1, 2, "B", True, "static", "guessed")
+        Limit("x", 1, 2, "B", basis="static", method="guessed")
 
 
 def test_cortex_m7_profile_carries_the_firmware_arena_with_sources():
@@ -210,21 +213,21 @@ def test_record_in_bundle_then_kws_info_shows_the_arena(tmp_path):
 
     src = DATA / "tone_tcn_bundle"
     shutil.copytree(src, tmp_path / "b")
-    before = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    before = to_dict(load_bundle(tmp_path / "b").manifest)  # the typed manifest (the test bundle is format 2)
     out = subprocess.run([sys.executable, "-m", "kws_edge.converters.tflm", str(tmp_path / "b"),
                           "--device", "cortex-m7"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "TFLM model.tflite: arena" in out.stdout and "TFLM model_streaming.tflite: arena" in out.stdout
     b = load_bundle(tmp_path / "b")  # hashes still verify
-    entry = b.manifest.budgets["tflm"]
-    assert set(entry["models"]) == {"model.tflite", "model_streaming.tflite"}
-    assert entry["build"]["git_hash"] == tflm.tflm_build().git_hash
-    names = {r["name"]: r for r in b.manifest.budgets["results"]}
-    assert names["tensor_arena_bytes"]["method"] == "tflm"
-    assert names["streaming_tensor_arena_bytes"]["value"] >= entry["models"]["model_streaming.tflite"]["arena_bytes"]
+    entry = b.manifest.budgets.tflm
+    assert set(entry.models) == {"model.tflite", "model_streaming.tflite"}
+    assert entry.build.git_hash == tflm.tflm_build().git_hash
+    names = {r.name: r for r in b.manifest.budgets.results}
+    assert names["tensor_arena_bytes"].method == "tflm"
+    assert names["streaming_tensor_arena_bytes"].value >= entry.models["model_streaming.tflite"].arena_bytes
+    skip = ("budgets", "bundle_sha256", "format_version")
     assert {k: v for k, v in json.loads((tmp_path / "b" / "manifest.json").read_text()).items()
-            if k not in ("budgets", "bundle_sha256")} == {k: v for k, v in before.items()
-                                                           if k not in ("budgets", "bundle_sha256")}  # digest follows
+            if k not in skip} == {k: v for k, v in before.items() if k not in skip}  # digest follows
     assert b.model_bytes == (src / "model.tflite").read_bytes()
 
     import kws_edge.cli.commands  # noqa: F401  (registers the subcommands)
@@ -233,17 +236,17 @@ def test_record_in_bundle_then_kws_info_shows_the_arena(tmp_path):
     assert info.exit_code == 0, info.output
     text = info.output.replace("\n    ", " ")  # kws info wraps long lines with a 4-space indent
     line = next(x for x in text.splitlines() if x.startswith("model activation"))
-    arena = entry["models"]["model.tflite"]["arena_bytes"]
+    arena = entry.models["model.tflite"].arena_bytes
     assert line.endswith(f"; TFLM arena {arena:,} bytes (measured in tflite-micro {tflm.tflm_build().version})")
     assert any(x.startswith("streaming activation") and "TFLM arena" in x for x in info.output.splitlines())
 
 
 def test_shipped_default_bundle_carries_tflm_arenas_for_both_models():
     b = load_bundle(DEFAULT_BUNDLE)
-    models = b.manifest.budgets["tflm"]["models"]
+    models = b.manifest.budgets.tflm.models
     assert set(models) == {b.manifest.model.file, b.manifest.streaming_model.file}
     for file, model in ((b.manifest.model.file, b.model_bytes),
                         (b.manifest.streaming_model.file, b.streaming_model_bytes)):
-        recorded = models[file]["arena_bytes"]
+        recorded = models[file].arena_bytes
         assert tflm.allocates(model, recorded, fresh_process=False)
         assert not tflm.allocates(model, recorded - 1, fresh_process=False)

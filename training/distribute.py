@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .tf_import import import_keras
+from .tf_import import import_keras, import_tensorflow
 
 __all__ = [
     "STRATEGIES",
@@ -177,12 +177,6 @@ def backup_dir_for(out_dir: str | Path, role: WorkerRole) -> Path:
     return out.parent / f"{out.name}.backup" / role.name
 
 
-def _import_tf():
-    from .fit import _import_tf as import_tf  # one place says how TF is imported and what to install
-
-    return import_tf()
-
-
 class Distribution:
     """A strategy and what a run needs from it: scope, input pipeline, checkpoints, the write directory.
 
@@ -252,7 +246,7 @@ class Distribution:
         ``class_weight`` becomes a per-example sample weight (what Keras does
         with ``class_weight`` for arrays), so weighted losses stay exact.
         """
-        tf = _import_tf()
+        tf = import_tensorflow("training")
         self.check_batch(global_batch_size, len(x))
         if class_weight:
             w = np.array([class_weight.get(int(c), 1.0) for c in y], np.float32)
@@ -335,7 +329,7 @@ class Distribution:
 
 def _logs_as_vectors(step):
     """Wrap a Keras step function so its logs have shape (1,) (see :meth:`Distribution.fit`)."""
-    tf = _import_tf()
+    tf = import_tensorflow("training")
 
     def wrapped(data):
         return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
@@ -353,7 +347,7 @@ def setup_distribution(strategy: str = "default") -> Distribution:
     role = worker_role(strategy)  # TensorFlow itself reads os.environ["TF_CONFIG"]
     if strategy == "default":
         return Distribution(strategy, role, None)
-    tf = _import_tf()
+    tf = import_tensorflow("training")
     if strategy == "mirrored":
         return Distribution(strategy, role, tf.distribute.MirroredStrategy())
     options = tf.distribute.experimental.CommunicationOptions(

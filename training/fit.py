@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import io
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ from ..atomic import atomic_write_bytes, atomic_write_json
 from ..config import config_hash, to_dict
 from ..features import Normalization
 from ..portable import portable_path
+from ..stamps import git_commit, utc_now
 from . import rundir as rd
 from .augment import spec_augment
 from .config import SILENCE_LABEL, UNKNOWN_LABEL, TrainConfig
@@ -41,27 +40,10 @@ from .featurize import FeatureStats, augmented_features, clean_features
 from ..metrics import clip_metrics
 from .tf_import import import_keras, import_tensorflow
 
-__all__ = ["train", "Progress", "git_commit", "resolve_data"]
+__all__ = ["train", "Progress", "resolve_data"]
 
 #: ``progress(stage, done, total)``; stages: synthesize, features, augment, epoch
 Progress = Callable[[str, int, int], None]
-
-
-def _utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def git_commit() -> str:
-    """Commit of the kws-edge source tree, with ``+dirty`` if it has changes; "" if unknown."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def resolve_data(config: TrainConfig, progress: Progress | None = None) -> Path | tuple[Path, ...]:
@@ -85,10 +67,6 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def _import_tf():
-    return import_tensorflow("training")
 
 
 def _loss(config: TrainConfig, tf, keras):
@@ -118,7 +96,7 @@ def _rotation(x_pool: np.ndarray, n_clips: int, pool: int, copies: int, epoch: i
 def _fit_keras(config: TrainConfig, x_train, y_train, x_val, y_val, progress: Progress | None, dist=None,
                epoch_data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None):
     """Fit; ``epoch_data(epoch)`` (if given, default strategy only) replaces the training arrays per epoch."""
-    tf = _import_tf()
+    tf = import_tensorflow("training")
     keras = import_keras()
 
     from .models import build_model
@@ -302,7 +280,7 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     timings: dict[str, float] = {}
     run_info: dict[str, Any] = {
         "format_version": rd.FORMAT_VERSION, "status": "incomplete", "kws_edge_version": __version__,
-        "git_commit": git_commit(), "started_utc": _utc_now(), "finished_utc": "", "seed": config.seed,
+        "git_commit": git_commit(), "started_utc": utc_now(), "finished_utc": "", "seed": config.seed,
         "config_sha256": config_hash(config), "data_sha256": "",
     }
     # check the model name before touching anything on disk
@@ -413,7 +391,7 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     timings["total_s"] = time.perf_counter() - t_start
     _write_summary(out, config, index, stats, timings, model, len(x_train), negatives,
                    {**dist.describe(), "resumed_from_epoch": resumed_from_epoch} if dist is not None else None)
-    run_info.update(status="complete", finished_utc=_utc_now())
+    run_info.update(status="complete", finished_utc=utc_now())
     atomic_write_json(out / rd.RUN_JSON, run_info)
     return run
 

@@ -33,8 +33,8 @@ from ..errors import ConfigError
 from .config import ModelConfig
 from .tf_import import import_keras
 
-__all__ = ["ArchitectureSpec", "ARCHITECTURES", "build_model", "build_inference_model", "inference_clone",
-           "preset"]
+__all__ = ["ArchitectureSpec", "ARCHITECTURES", "streamable_architectures", "build_model", "build_inference_model",
+           "inference_clone", "preset"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class ArchitectureSpec:
     builder: Callable[..., Any]
     preset: ModelConfig
     description: str
+    #: whether ``kws-convert --streaming`` can make the stateful streaming form (converters.streaming)
+    streamable: bool = False
 
 
 #: faster-moving BatchNorm statistics than Keras' 0.99, so short runs (tests, tiny sets) evaluate sensibly
@@ -136,7 +138,12 @@ def _tcn(cfg: ModelConfig, input_shape: tuple[int, int], n_classes: int, batch_s
 
 ARCHITECTURES["tcn"] = ArchitectureSpec(
     "tcn", _tcn, ModelConfig("tcn", width=32, depth=5, dropout=0.1),
-    "streamable temporal convolution network (causal depthwise-separable, cepstra as channels)")
+    "streamable temporal convolution network (causal depthwise-separable, cepstra as channels)", streamable=True)
+
+
+def streamable_architectures() -> tuple[str, ...]:
+    """The architectures whose streaming form ``kws-convert --streaming`` makes."""
+    return tuple(name for name, spec in ARCHITECTURES.items() if spec.streamable)
 
 
 def _spec(cfg: ModelConfig) -> ArchitectureSpec:

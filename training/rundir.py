@@ -1,8 +1,8 @@
-"""The training run directory (docs/ARCHITECTURE.md): names, reading, checks.
+"""The training run directory (docs/ARCHITECTURE.md): names, reading, checks; the one reader of runs.
 
-Writers: :mod:`kws_edge.training.fit`. Readers: ``kws-convert``, the pipeline,
-the registry, ``kws evaluate``. Everything here is TensorFlow-free except
-:func:`load_keras_model` / :func:`load_inference_model`.
+Writers: :mod:`kws_edge.training.fit`. Readers, all through :class:`RunDir`: ``kws-convert``, the
+pipeline, distillation, ``kws evaluate``, the recipes. Everything here is TensorFlow-free except
+:meth:`RunDir.load_keras_model` / :meth:`RunDir.load_inference_model`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .tf_import import import_keras
 __all__ = [
     "FORMAT_VERSION",
     "RUN_JSON",
+    "REQUIRED_FILES",
     "RunDir",
     "open_run",
     "prepare_run_dir",
@@ -41,6 +42,9 @@ METRICS_JSON = "metrics.json"
 SUMMARY_JSON = "training_summary.json"
 ARRAYS = "arrays"
 PLOTS = "plots"
+#: what a finished run must hold for kws-convert
+REQUIRED_FILES = (RUN_JSON, CONFIG_JSON, MODEL_KERAS, NORMALIZATION_JSON, f"{ARRAYS}/representative.npz",
+                  f"{ARRAYS}/test.npz")
 
 
 def _read_json(path: Path) -> Any:
@@ -70,13 +74,36 @@ class RunDir:
     def is_complete(self) -> bool:
         return (self.path / RUN_JSON).is_file() and self.status == "complete"
 
-    def require_complete(self) -> "RunDir":
-        if not self.path.is_dir():
+    def require_complete(self, *, reader: str = "kws-edge") -> "RunDir":
+        """The run, checked: a directory with a ``run.json`` of this format whose status is "complete".
+
+        ``reader`` names the command in the format message (``kws-convert reads 1``).
+        """
+        if not self.path.exists():
             raise RunError(f"run directory {self.path} does not exist; train one with kws-train --out {self.path}")
+        if not self.path.is_dir():
+            raise RunError(f"{self.path} is not a directory; pass the directory kws-train wrote")
         if not (self.path / RUN_JSON).is_file():
-            raise RunError(f"{self.path} is not a kws-train run directory (no {RUN_JSON})")
-        if self.status != "complete":
-            raise RunError(f"run {self.path} is {self.status!r} (interrupted or failed); re-run kws-train")
+            raise RunError(f"{self.path} is not a kws-train run directory (it has no {RUN_JSON})")
+        run = self.run
+        if not isinstance(run, dict):
+            raise RunError(f"{self.path / RUN_JSON} must hold a JSON object; re-run kws-train")
+        version = run.get("format_version")
+        if version != FORMAT_VERSION or isinstance(version, bool):
+            hint = ("upgrade kws-edge to read it" if isinstance(version, int) and version > FORMAT_VERSION
+                    else "re-train it with this version of kws-train")
+            raise RunError(f"run {self.path} has format_version {version!r} but this {reader} reads "
+                           f"{FORMAT_VERSION}; {hint}")
+        if run.get("status") != "complete":
+            raise RunError(f"run {self.path} is {run.get('status', 'incomplete')!r}, not 'complete' (training was "
+                           "interrupted or failed); re-run kws-train")
+        return self
+
+    def require_files(self, names: tuple[str, ...] = REQUIRED_FILES) -> "RunDir":
+        """Raise ``RunError`` naming the files of ``names`` the run lacks."""
+        missing = [name for name in names if not (self.path / name).is_file()]
+        if missing:
+            raise RunError(f"run {self.path} is incomplete: {', '.join(missing)} missing; re-run kws-train")
         return self
 
     def config(self) -> TrainConfig:
@@ -100,14 +127,31 @@ class RunDir:
     def history(self) -> dict[str, Any]:
         return _read_json(self.path / HISTORY_JSON)
 
-    def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(x, y)`` of ``arrays/<name>.npz`` (representative, validation, test)."""
+    def summary(self) -> dict[str, Any]:
+        """``training_summary.json``: timings, feature-cache statistics, sample counts, parameter count."""
+        return _read_json(self.path / SUMMARY_JSON)
+
+    def arrays(self, name: str, *, features: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(x float32, y int64)`` of ``arrays/<name>.npz`` (representative, validation, test).
+
+        With ``features`` (an :class:`~kws_edge.features.MfccConfig`) the shape is checked against it.
+        """
         path = self.path / ARRAYS / f"{name}.npz"
         try:
             with np.load(path) as data:
-                return data["x"], data["y"]
+                x, y = np.asarray(data["x"], np.float32), np.asarray(data["y"], np.int64)
         except FileNotFoundError:
             raise RunError(f"{path} is missing; the run is incomplete") from None
+        except (KeyError, ValueError, OSError) as exc:
+            raise RunError(f"{path} is unreadable or lacks x/y arrays ({exc}); re-run kws-train") from None
+        if features is not None:
+            want = (features.frames_per_clip, features.n_cepstra)
+            if x.ndim != 3 or tuple(x.shape[1:]) != want or len(y) != len(x):
+                raise RunError(
+                    f"{path} holds x {list(x.shape)} / y {list(y.shape)}, expected (N, {want[0]}, {want[1]}) "
+                    "features and N labels from the run's feature settings; re-run kws-train"
+                )
+        return x, y
 
     def load_keras_model(self):
         """The float Keras model (dynamic batch); imports TensorFlow."""

@@ -30,29 +30,14 @@ import numpy as np
 from ..bundle import Bundle
 from ..config import to_dict
 from ..detector import KeywordDetector
-from ..errors import ConfigError
-from ..metrics import (DEFAULT_TOLERANCE_MS, UNKNOWN_LABEL, det_curve, evaluation_hop_s, replay_detections,
-                       score_detections, select_thresholds)
+from ..metrics import (DEFAULT_TOLERANCE_MS, UNKNOWN_LABEL, IsolatedConfig, StreamConfig, det_curve,
+                       evaluation_hop_s, replay_detections, score_detections, select_thresholds)
 from ..smoothing import Detection, DetectorConfig
 from .config import TrainConfig
 from .dataset import Clip, NoiseBank, load_clip_audio, scale_to_dbfs
 
 __all__ = ["StreamConfig", "TestStream", "build_stream", "run_detector", "evaluate_stream", "IsolatedConfig",
            "isolated_detection"]
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    """How the test recording is built and scored."""
-
-    minutes: float = 10.0
-    keyword_share: float = 0.4
-    gap_s: tuple[float, float] = (0.3, 2.0)
-    clip_gain_db: tuple[float, float] = (-15.0, 3.0)
-    noise_dbfs: tuple[float, float] = (-65.0, -35.0)
-    noise_segment_s: float = 20.0
-    tolerance_ms: float = DEFAULT_TOLERANCE_MS
-    seed: int = 0
 
 
 @dataclass
@@ -196,25 +181,6 @@ def evaluate_stream(bundle: Bundle, stream: TestStream, *, config: DetectorConfi
                               "false_reject_rate": s["false_reject_rate"],
                               "false_accepts_per_hour": s["false_accepts_per_hour"]}
     return result
-
-
-@dataclass(frozen=True)
-class IsolatedConfig:
-    """Isolated keywords: each keyword clip alone, ``pad_s`` of noise before and after it.
-
-    The noise (the split's portion of the noise recordings, else generated pink noise) is scaled so
-    that the clip's RMS over it is a random ``snr_db``; the clip keeps its own level.
-    """
-
-    pad_s: float = 1.0
-    snr_db: tuple[float, float] = (10.0, 30.0)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.pad_s <= 10.0:
-            raise ConfigError(f"pad_s={self.pad_s} must be in [0, 10]")
-        if not self.snr_db[0] <= self.snr_db[1]:
-            raise ConfigError(f"snr_db={self.snr_db} must be (low, high) with low <= high")
 
 
 def isolated_detection(bundle: Bundle, root: Path, clips: list[Clip], train_config: TrainConfig,

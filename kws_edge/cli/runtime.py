@@ -305,13 +305,12 @@ def _num(n: int | float) -> str:
 
 def _tflm_arena(manifest: Any, file: str) -> str:
     """``; TFLM arena N bytes (measured, build)`` for a model measured in TFLite Micro, else ""."""
-    tflm = manifest.budgets.get("tflm") if isinstance(manifest.budgets, dict) else None
-    entry = (tflm.get("models") or {}).get(file) if isinstance(tflm, dict) else None
-    if not isinstance(entry, dict) or not entry.get("arena_bytes"):
+    tflm = manifest.budgets.tflm
+    entry = tflm.models.get(file) if tflm is not None else None
+    if entry is None or not entry.arena_bytes:
         return ""
-    build = tflm.get("build") or {}
-    return (f"; TFLM arena {_num(int(entry['arena_bytes']))} bytes (measured in {build.get('package', 'tflite-micro')} "
-            f"{build.get('version', '?')})")
+    return (f"; TFLM arena {_num(int(entry.arena_bytes))} bytes (measured in {tflm.build.package or 'tflite-micro'} "
+            f"{tflm.build.version or '?'})")
 
 
 def _model_rows(prefix: str, m: Any, weight_scales: str = "", arena: str = "") -> list[tuple[str, str]]:
@@ -355,24 +354,18 @@ def _flat(value: Any, depth: int = 0) -> str:
 
 
 def _budget_line(r: Any) -> str:
-    """``name: value of limit ok|OVER (basis)`` for a kws_edge.budgets result dict, else its JSON summary."""
-    keys = ("name", "value", "limit", "unit", "passed")
-    if not (isinstance(r, dict) and all(k in r for k in keys)):
-        return _flat(r) if isinstance(r, dict) else str(r)
-    from ..budgets import format_value
+    """``name: value of limit, ok|OVER (basis)`` of one budget (a :class:`~kws_edge.limits.Limit`)."""
+    from ..limits import format_value
 
-    try:
-        value, limit = format_value(float(r["value"]), r["unit"]), format_value(float(r["limit"]), r["unit"])
-    except (TypeError, ValueError):
-        value, limit = str(r["value"]), str(r["limit"])
-    basis = f" ({r['basis']})" if r.get("basis") else ""
-    return f"{r['name']}: {value} of {limit}, {'ok' if r['passed'] else 'OVER'}{basis}"
+    basis = f" ({r.basis})" if r.basis else ""
+    return (f"{r.name}: {format_value(r.value, r.unit)} of {format_value(r.limit, r.unit)}, "
+            f"{'ok' if r.passed else 'OVER'}{basis}")
 
 
 #: ``kws info`` lines are wrapped to this width; --json has everything at full length
 INFO_WIDTH = 100
 #: nested tables deeper than this are summarised on one (wrapped) line
-_INFO_DEPTH = 1
+_INFO_DEPTH = 3
 
 
 def _wrap(head: str, text: str, indent: int) -> list[str]:
@@ -403,22 +396,38 @@ def _tree(data: dict[str, Any], indent: int = 2, depth: int = 0) -> list[str]:
     return lines
 
 
+def _pruned(value: Any) -> Any:
+    """A JSON value without the fields nobody filled (None, "", empty tables and lists); False and 0 stay."""
+    if isinstance(value, dict):
+        out = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, "", {}, [])}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
 def _info_lines(b: Bundle) -> list[str]:
-    """``kws info``: the bundle's head as aligned rows, then metrics, provenance and budgets as sections."""
+    """``kws info``: the bundle's head as aligned rows, then the typed metrics, provenance and budgets as sections."""
+    from ..config import to_dict
+
     m = b.manifest
     rows = _info_rows(b)
     width = max(len(k) for k, _ in rows)
     lines = [line for key, value in rows for line in _wrap(f"{key:<{width}}  ", value, 0)]
     for section in ("metrics", "provenance", "budgets"):
-        data = getattr(m, section)
+        data = _pruned(to_dict(getattr(m, section)))
+        if section == "metrics" and list(data) == ["headline"]:
+            data = {}
         lines.append("")
         if not data:
             lines.append(f"{section}: none recorded")
             continue
         lines.append(f"{section}:")
         if section == "budgets":
-            lines += _tree({k: v for k, v in data.items() if k != "results"})
-            for r in data.get("results", []) or []:
+            data.pop("results", None)
+            head = {k: data.pop(k) for k in ("device", "within_budget") if k in data}
+            lines += _tree({**head, **data})
+            for r in m.budgets.results:
                 lines += _wrap("budget ", _budget_line(r), 2)
         else:
             lines += _tree(data)
@@ -449,8 +458,8 @@ def _info_rows(b: Bundle) -> list[tuple[str, str]]:
                      f"lifter {f.cepstral_lifter}"),
         ("clip", f"{f.clip_ms:g} ms = {f.frames_per_clip} frames"),
     ]
-    conversion = m.provenance.get("conversion") if isinstance(m.provenance, dict) else None
-    scales = str(conversion.get("weight_scales") or "") if isinstance(conversion, dict) else ""
+    conversion = m.provenance.conversion
+    scales = str(conversion.weight_scales or "") if conversion is not None else ""
     rows += _model_rows("model ", m.model, scales, _tflm_arena(m, m.model.file))
     if m.streaming_model is not None:
         rows += _model_rows("streaming ", m.streaming_model, scales, _tflm_arena(m, m.streaming_model.file))

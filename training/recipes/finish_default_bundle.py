@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from kws_edge.bundle import load_bundle, save_bundle
-    from kws_edge.config import to_dict
+    from kws_edge.bundle.metrics import (SplitMetrics, StreamEvaluation, StreamingMetrics, TunedSetting, Tuning,
+                                         WordFalseAccepts)
+    from kws_edge.config import from_dict, to_dict
+    from kws_edge.metrics import ClipMetrics, DetPoint, StreamScore
     from kws_edge.training.config import SILENCE_LABEL
     from kws_edge.training.dataset import NoiseBank, index_dataset
     from kws_edge.training.rundir import open_run
@@ -162,37 +165,36 @@ def main(argv: list[str] | None = None) -> int:
     report_det = det_curve(rposts, rtimes, bundle, report, detector, tolerance_ms=report_cfg.tolerance_ms,
                            thresholds=THRESHOLDS)
 
-    metrics = dict(m.metrics)
     # The run's test split is tiny on the shared subset (its official-test speakers were removed), so the
     # headline float/int8 figures are the validation split's; the converter's test-split figures stay.
-    metrics["test_split"] = {"float": metrics.pop("float", None), "int8": metrics.pop("int8", None),
-                             "note": "kws-convert's parity check on the run's test split (few clips here)"}
-    metrics["float"], metrics["int8"] = validation["float"], validation["int8"]
-    metrics["evaluated_on"] = "validation split of the run (speaker-disjoint, never trained on)"
-    metrics["validation"] = validation
-    metrics["unseen_words"] = unseen
-    metrics["streaming"] = {
-        "method": ("thresholds chosen with select_thresholds on a tuning stream of validation speakers; FRR and "
-                   "FA/h of those defaults measured on a separate report stream of validation speakers "
-                   "(other seed: order, gains, gaps, noise bed)"),
-        "target_false_accepts_per_hour": args.target_fa_per_hour,
-        "target_false_reject_rate": args.target_frr,
-        "setting_rule": ("lowest tuning FRR within the FA/h target; if none, lowest "
-                         "FA/h / target FA/h + FRR / target FRR (choose_setting)"),
-        "thresholds": thresholds,
-        "detector": to_dict(detector),
-        "smoothing_grid": [{"smoothing_window_ms": c.smoothing_window_ms, "min_count": c.min_count,
-                            "thresholds": c.thresholds, "false_reject_rate": s["false_reject_rate"],
-                            "false_accepts_per_hour": s["false_accepts_per_hour"]} for c, s in candidates],
-        "tuning_stream": {"config": to_dict(tune_cfg), "duration_s": tune.duration_s,
-                          "false_reject_rate": tuned["false_reject_rate"],
-                          "false_accepts_per_hour": tuned["false_accepts_per_hour"]},
-        "report_stream": {"config": to_dict(report_cfg), **{k: v for k, v in scored.items()}},
-        "report_det_curve": report_det,
-    }
-    provenance = dict(m.provenance)
-    provenance["data_sha256"] = run.run.get("data_sha256", provenance.get("data_sha256", ""))
-    provenance["recipe"] = "training/recipes/yes_no_real.toml (training/recipes/make_default_bundle.sh)"
+    test = m.metrics.test
+    metrics = dataclasses.replace(
+        m.metrics, headline="validation",
+        test=dataclasses.replace(test, note="kws-convert's parity check on the run's test split (few clips here)")
+        if test is not None else None,
+        validation=SplitMetrics(float_model=from_dict(ClipMetrics, validation["float"]),
+                                converted=from_dict(ClipMetrics, validation["int8"]),
+                                note="validation split of the run (speaker-disjoint, never trained on)"),
+        unseen_words=from_dict(WordFalseAccepts, unseen) if unseen else None,
+        streaming=StreamingMetrics(
+            report=StreamEvaluation(split="validation", stream=report_cfg, detector=detector,
+                                    score=from_dict(StreamScore, scored),
+                                    det_curve=tuple(from_dict(DetPoint, p) for p in report_det)),
+            tuning=Tuning(
+                method=("thresholds chosen with select_thresholds on a tuning stream of validation speakers; FRR "
+                        "and FA/h of those defaults measured on a separate report stream of validation speakers "
+                        "(other seed: order, gains, gaps, noise bed)"),
+                split="validation", stream=tune_cfg, target_false_accepts_per_hour=args.target_fa_per_hour,
+                target_false_reject_rate=args.target_frr,
+                rule=("lowest tuning FRR within the FA/h target; if none, lowest "
+                      "FA/h / target FA/h + FRR / target FRR (choose_setting)"),
+                candidates=tuple(TunedSetting(detector=c, false_reject_rate=sc["false_reject_rate"],
+                                              false_accepts_per_hour=sc["false_accepts_per_hour"])
+                                 for c, sc in candidates),
+                chosen=TunedSetting(detector=detector, false_reject_rate=tuned["false_reject_rate"],
+                                    false_accepts_per_hour=tuned["false_accepts_per_hour"]))))
+    provenance = dataclasses.replace(
+        m.provenance, recipe="training/recipes/yes_no_real.toml (training/recipes/make_default_bundle.sh)")
     manifest = dataclasses.replace(m, name=args.name, detector=detector, metrics=metrics, provenance=provenance,
                                    attribution=ATTRIBUTION,
                                    description=(f"yes/no keyword spotter trained on real speech (Speech Commands "

@@ -3,7 +3,7 @@
 Layout of a registry directory::
 
     ROOT/
-      .lock                      advisory file lock held while the registry changes
+      .lock                      the file lock (``filelock``) held while the registry changes
       stages.json                {"format_version", "stages": {stage: id}, "history": [event, ...]}
       versions/<id>/entry.json   what was registered: id, content hash, per-file SHA-256, name, version,
                                  provenance digest (git commit, data hash, config hash), time, source
@@ -32,15 +32,18 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .atomic import DiskFullError, atomic_write_json, deferred_sigint, is_disk_full, pid_alive
-from .bundle import MANIFEST_NAME, load_bundle
-from .errors import BundleError, KwsError, RegistryError
+from ..atomic import DiskFullError, atomic_write_json, deferred_sigint, is_disk_full, pid_alive
+from ..bundle import Manifest, Metrics, load_bundle
+from ..config import flatten, to_dict
+from ..errors import BackendUnavailableError, BundleError, KwsError, RegistryError
+from ..stamps import utc_now
+from . import WORKSTATION_EXTRA
 
 __all__ = [
+    "require_filelock",
     "ModelRegistry",
     "RegistryEntry",
     "BrokenEntry",
@@ -90,22 +93,6 @@ def bundle_content_digest(files: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _find(d: Any, key: str) -> Any:
-    """First value of ``key`` anywhere in nested dicts (breadth-first), else None."""
-    queue = [d]
-    while queue:
-        cur = queue.pop(0)
-        if isinstance(cur, dict):
-            if key in cur and cur[key] not in (None, ""):
-                return cur[key]
-            queue.extend(v for v in cur.values() if isinstance(v, dict))
-    return None
-
-
 @dataclass(frozen=True)
 class RegistryEntry:
     """A registered, verified version."""
@@ -127,8 +114,9 @@ class RegistryEntry:
     def version(self) -> str:
         return str(self.info.get("version", ""))
 
-    def manifest(self) -> dict[str, Any]:
-        return json.loads((self.bundle_path / MANIFEST_NAME).read_text(encoding="utf-8"))
+    def manifest(self) -> Manifest:
+        """The version's manifest, typed (a bundle of an older format is read as the current one)."""
+        return load_bundle(self.bundle_path).manifest
 
 
 @dataclass(frozen=True)
@@ -164,16 +152,19 @@ class ModelRegistry:
     # ------------------------------------------------------------------ locking
     @contextlib.contextmanager
     def lock(self, timeout_s: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
-        """Exclusive advisory lock on the registry (between processes)."""
+        """Exclusive lock on the registry between processes (``filelock``: flock on POSIX, msvcrt on Windows)."""
+        filelock = require_filelock()
         self.root.mkdir(parents=True, exist_ok=True)
-        fh = self.lock_path.open("a+b")
+        lock = filelock.FileLock(str(self.lock_path), timeout=timeout_s)
         try:
-            _acquire(fh, timeout_s, self.lock_path)
+            lock.acquire()
+        except filelock.Timeout:
+            raise RegistryError(f"registry lock {self.lock_path} is held by another process for over "
+                                f"{timeout_s:.0f} s; wait for it to finish or check for a hung kws process") from None
+        try:
             yield
         finally:
-            with contextlib.suppress(OSError):
-                _release(fh)
-            fh.close()
+            lock.release()
 
     # ------------------------------------------------------------------ stages
     def _read_stages(self) -> dict[str, Any]:
@@ -225,7 +216,7 @@ class ModelRegistry:
         digest = bundle_content_digest(files)
         vid = digest[:ID_LENGTH]
         m = bundle.manifest
-        prov = m.provenance or {}
+        prov = m.provenance
         info = {
             "format_version": FORMAT_VERSION,
             "id": vid,
@@ -235,13 +226,13 @@ class ModelRegistry:
             "version": m.version,
             "model_sha256": m.model.sha256,
             "model_size_bytes": m.model.size_bytes,
-            "git_commit": _find(prov, "git_commit"),
-            "data_sha256": _find(prov, "data_sha256") or _find(prov, "content_sha256"),
-            "config_sha256": _find(prov, "config_sha256"),
-            "seed": _find(prov, "seed"),
-            "device": (m.budgets or {}).get("device"),
-            "within_budget": (m.budgets or {}).get("within_budget"),
-            "added_utc": _utc_now(),
+            "git_commit": prov.git_commit or None,
+            "data_sha256": prov.data_sha256 or None,
+            "config_sha256": prov.config_sha256 or None,
+            "seed": prov.seed,
+            "device": m.budgets.device or None,
+            "within_budget": m.budgets.within_budget if m.budgets.device else None,
+            "added_utc": utc_now("microseconds"),
             "source": source if source is not None else str(bundle_path.resolve()),
             "note": note,
         }
@@ -317,7 +308,7 @@ class ModelRegistry:
 
     def _log_event_locked(self, event: dict[str, Any]) -> None:
         data = self._read_stages()
-        data["history"].append({"time_utc": _utc_now(), **event})
+        data["history"].append({"time_utc": utc_now("microseconds"), **event})
         atomic_write_json(self.stages_path, data)
 
     # ------------------------------------------------------------------ read
@@ -439,7 +430,7 @@ class ModelRegistry:
                 data["stages"]["archived"] = previous
             if stage != "candidate" and data["stages"].get("candidate") == vid:
                 del data["stages"]["candidate"]
-            data["history"].append({"time_utc": _utc_now(), "event": "promote", "id": vid, "stage": stage,
+            data["history"].append({"time_utc": utc_now("microseconds"), "event": "promote", "id": vid, "stage": stage,
                                     "previous": previous})
             atomic_write_json(self.stages_path, data)
         return previous
@@ -488,42 +479,19 @@ def _check_stage(stage: str) -> None:
         raise RegistryError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    elif isinstance(d, list) and d and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d) \
-            and len(d) <= 16:
-        out[prefix[:-1]] = d
-    elif isinstance(d, list):
-        out[prefix[:-1]] = json.dumps(d, sort_keys=True)[:80]
-    else:
-        out[prefix[:-1]] = d
-    return out
-
-
-def _config_of(manifest: dict[str, Any]) -> dict[str, Any]:
-    prov = manifest.get("provenance") or {}
-    for key in ("config", "train_config", "training_config"):
-        if isinstance(prov.get(key), dict):
-            return prov[key]
-    found = _find(prov, "config")
-    return found if isinstance(found, dict) else {}
-
-
 def diff_entries(a: RegistryEntry, b: RegistryEntry) -> dict[str, Any]:
     """Differences between two registry entries.
 
-    ``metrics``: every numeric leaf of the manifests' ``metrics`` (confusion
-    matrices left out) with both values and ``b - a``; ``config``: the
-    training-configuration keys whose values differ; ``data``: both data
-    hashes and whether they are equal; ``model``: size, peak activation
-    memory, MACs, SHA-256; ``budgets``: device and verdict of each.
+    ``metrics``: every number of the typed manifests' ``metrics`` by its path (the same figure has the
+    same path in every bundle, since every figure is defined once: ``streaming.report.score.false_reject_rate``
+    is the one streaming evaluation's FRR; a format-2 pipeline bundle's own stream stays under
+    ``extra.streaming_before_format_3``, not beside it), with both values and ``b - a``; confusion
+    matrices and curves left out; ``config``: the training-configuration keys whose values differ;
+    ``data``: both data hashes and whether they are equal; ``model``: size, peak activation memory,
+    MACs, SHA-256; ``budgets``: device and verdict of each.
     """
     ma, mb = a.manifest(), b.manifest()
-    fa = {k: v for k, v in _flatten(ma.get("metrics") or {}).items() if "confusion" not in k}
-    fb = {k: v for k, v in _flatten(mb.get("metrics") or {}).items() if "confusion" not in k}
+    fa, fb = _numbers(ma.metrics), _numbers(mb.metrics)
     metrics = []
     for key in sorted(set(fa) | set(fb)):
         va, vb = fa.get(key), fb.get(key)
@@ -532,10 +500,10 @@ def diff_entries(a: RegistryEntry, b: RegistryEntry) -> dict[str, Any]:
             continue
         delta = (vb - va) if num(va) and num(vb) else None
         metrics.append({"key": key, "a": va, "b": vb, "delta": delta})
-    ca, cb = _flatten(_config_of(ma)), _flatten(_config_of(mb))
+    ca, cb = flatten(ma.provenance.config), flatten(mb.provenance.config)
     config = [{"key": k, "a": ca.get(k), "b": cb.get(k)} for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)]
     model_keys = ("size_bytes", "peak_activation_bytes", "weight_bytes", "macs_per_inference", "sha256", "quantization")
-    model = [{"key": k, "a": (ma.get("model") or {}).get(k), "b": (mb.get("model") or {}).get(k)} for k in model_keys]
+    model = [{"key": k, "a": getattr(ma.model, k), "b": getattr(mb.model, k)} for k in model_keys]
     da, db = a.info.get("data_sha256"), b.info.get("data_sha256")
     return {
         "a": {"id": a.id, "name": a.name, "version": a.version, "git_commit": a.info.get("git_commit")},
@@ -545,11 +513,17 @@ def diff_entries(a: RegistryEntry, b: RegistryEntry) -> dict[str, Any]:
         "config": config,
         "data": {"a": da, "b": db, "same": da == db},
         "model": model,
-        "budgets": {"a": {"device": (ma.get("budgets") or {}).get("device"),
-                          "within_budget": (ma.get("budgets") or {}).get("within_budget")},
-                    "b": {"device": (mb.get("budgets") or {}).get("device"),
-                          "within_budget": (mb.get("budgets") or {}).get("within_budget")}},
+        "budgets": {"a": {"device": ma.budgets.device or None,
+                          "within_budget": ma.budgets.within_budget if ma.budgets.device else None},
+                    "b": {"device": mb.budgets.device or None,
+                          "within_budget": mb.budgets.within_budget if mb.budgets.device else None}},
     }
+
+
+def _numbers(metrics: Metrics) -> dict[str, float]:
+    """Every number of a typed ``metrics`` by its path; confusion matrices and curves left out."""
+    return {k: v for k, v in flatten(to_dict(metrics)).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 # ---------------------------------------------------------------------- helpers
@@ -568,41 +542,11 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
-try:  # POSIX
-    import fcntl
-
-    def _try_lock(fh) -> bool:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _release(fh) -> None:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-except ImportError:  # pragma: no cover - Windows
-    import msvcrt
-
-    def _try_lock(fh) -> bool:
-        try:
-            fh.seek(0)
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _release(fh) -> None:
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-
-
-def _acquire(fh, timeout_s: float, path: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    delay = 0.005
-    while not _try_lock(fh):
-        if time.monotonic() > deadline:
-            raise RegistryError(f"registry lock {path} is held by another process for over {timeout_s:.0f} s; "
-                                "wait for it to finish or check for a hung kws process")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+def require_filelock() -> Any:
+    """The ``filelock`` module, or one line naming the extra that installs it."""
+    try:
+        import filelock
+    except ImportError:
+        raise BackendUnavailableError(f"the model registry needs the workstation extra (filelock): "
+                                      f"pip install {WORKSTATION_EXTRA}") from None
+    return filelock

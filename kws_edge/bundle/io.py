@@ -14,123 +14,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from .atomic import atomic_directory
-from .config import from_dict, short_repr, to_dict
-from .errors import BundleError, ConfigError
-from .features import MfccConfig, Normalization
-from .portable import portable_json
-from .smoothing import DetectorConfig
+from ..atomic import atomic_directory
+from ..config import short_repr, to_dict
+from ..errors import BundleError, ConfigError
+from ..portable import portable_json
+from .manifest import FORMAT_VERSION, MANIFEST_NAME, READABLE_FORMATS, Manifest, ModelFile
+from .upgrade import upgrade_manifest
 
-__all__ = [
-    "FORMAT_VERSION",
-    "MANIFEST_NAME",
-    "MODEL_NAME",
-    "TensorSpec",
-    "ModelFile",
-    "Manifest",
-    "Bundle",
-    "load_bundle",
-    "save_bundle",
-    "default_bundle_path",
-    "sha256_bytes",
-]
+__all__ = ["Bundle", "load_bundle", "save_bundle", "default_bundle_path", "sha256_bytes", "read_manifest_json",
+           "MAX_MANIFEST_BYTES", "MAX_MANIFEST_DEPTH"]
 
-FORMAT_VERSION = 2
-#: format 1 (no bundle digest) still loads, with a note; 2 adds ``bundle_sha256`` (see kws_edge.digest)
-READABLE_FORMATS = (1, 2)
 #: a manifest is a few tens of KB; one larger than this, or nested deeper, is damaged or hostile
 MAX_MANIFEST_BYTES = 4 * 2**20
 MAX_MANIFEST_DEPTH = 32
-MANIFEST_NAME = "manifest.json"
-MODEL_NAME = "model.tflite"
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Shape, storage type and quantisation of a model input or output."""
-
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float = 0.0
-    zero_point: int = 0
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """A model file inside the bundle and what the converter measured of it."""
-
-    file: str
-    sha256: str
-    size_bytes: int
-    input: TensorSpec
-    output: TensorSpec
-    quantization: str = "int8"
-    peak_activation_bytes: int = 0
-    weight_bytes: int = 0
-    macs_per_inference: int = 0
-    operators: tuple[str, ...] = ()
-    extra_inputs: tuple[TensorSpec, ...] = ()
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """Everything the runtime needs and an auditor asks, as JSON."""
-
-    name: str
-    version: str
-    labels: tuple[str, ...]
-    keywords: tuple[str, ...]
-    features: MfccConfig
-    normalization: Normalization
-    model: ModelFile
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    format_version: int = FORMAT_VERSION
-    description: str = ""
-    streaming_model: Optional[ModelFile] = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    budgets: dict[str, Any] = field(default_factory=dict)
-    attribution: str = ""
-    created_utc: str = ""
-    bundle_sha256: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(to_dict(self), indent=2) + "\n"
-
-    @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> "Manifest":
-        return from_dict(cls, data)
-
-    def check(self) -> None:
-        """Internal consistency; raises BundleError."""
-        if len(set(self.labels)) != len(self.labels):
-            raise BundleError(f"manifest labels {list(self.labels)} contain duplicates")
-        missing = [k for k in self.keywords if k not in self.labels]
-        if missing:
-            raise BundleError(f"manifest keyword {missing[0]!r} is not among its labels {list(self.labels)}")
-        if len(self.normalization.mean) != self.features.n_cepstra:
-            raise BundleError(
-                f"manifest normalization has {len(self.normalization.mean)} values but features have "
-                f"{self.features.n_cepstra} cepstra; the bundle was assembled from different runs"
-            )
-        out = self.model.output.shape
-        if out and out[-1] != len(self.labels):
-            raise BundleError(f"model output has {out[-1]} classes but the manifest lists {len(self.labels)} labels")
-        shape = self.model.input.shape
-        want = (1, self.features.frames_per_clip, self.features.n_cepstra)
-        if tuple(shape[:3]) != want:
-            raise BundleError(
-                f"model input shape {list(shape)} does not match the feature configuration "
-                f"{list(want)} (frames x cepstra); re-convert the model"
-            )
 
 
 @dataclass(frozen=True)
@@ -154,7 +58,7 @@ class Bundle:
 
 def default_bundle_path() -> Path:
     """The bundle shipped inside the package."""
-    return Path(__file__).resolve().parent / "default_bundle"
+    return Path(__file__).resolve().parent.parent / "default_bundle"
 
 
 def _read_model(path: Path, spec: ModelFile) -> bytes:
@@ -189,14 +93,14 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     if not path.is_dir():
         raise BundleError(f"bundle {path} is not a directory; a bundle is a directory with model.tflite and manifest.json")
     manifest_path = path / MANIFEST_NAME
-    raw = _read_manifest_json(path, manifest_path)
+    raw = read_manifest_json(path, manifest_path)
     version = raw.get("format_version")
     if version not in READABLE_FORMATS or isinstance(version, bool):
         hint = "upgrade kws-edge" if isinstance(version, int) and version > FORMAT_VERSION else "re-run kws-convert"
         raise BundleError(f"{manifest_path} has format_version {short_repr(version)}; this kws-edge reads "
                           f"{', '.join(map(str, READABLE_FORMATS))} ({hint})")
     try:
-        manifest = Manifest.from_json_dict(raw)
+        manifest = Manifest.from_json_dict(upgrade_manifest(raw))
     except ConfigError as exc:
         raise BundleError(f"{manifest_path} is invalid: {exc}") from None
     manifest.check()
@@ -206,7 +110,7 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     return Bundle(path=path, manifest=manifest, model_bytes=model, streaming_model_bytes=streaming, notes=notes)
 
 
-def _read_manifest_json(path: Path, manifest_path: Path) -> dict[str, Any]:
+def read_manifest_json(path: Path, manifest_path: Path) -> dict[str, Any]:
     """The manifest as a JSON object, refusing oversize, over-nested and non-JSON files with one message."""
     try:
         with manifest_path.open("rb") as fh:
@@ -259,11 +163,12 @@ def _nesting_depth(data: bytes) -> int:
 
 def _check_digest(raw: dict[str, Any], manifest: Manifest, manifest_path: Path, model: bytes,
                   streaming: bytes | None) -> tuple[str, ...]:
-    from .digest import bundle_digest
+    from ..digest import bundle_digest
 
+    version = raw.get("format_version")
     if not manifest.bundle_sha256:
-        if manifest.format_version >= 2:
-            raise BundleError(f"{manifest_path} has no bundle_sha256 (format {manifest.format_version} requires "
+        if version >= 2:
+            raise BundleError(f"{manifest_path} has no bundle_sha256 (format {version} requires "
                               "one); the manifest was edited: copy the bundle again or re-stamp it")
         return (f"{manifest_path.parent} is a format-1 bundle: its manifest is not covered by a digest (only the "
                 "model files are); re-stamp it with: python -m kws_edge.digest " + str(manifest_path.parent),)
@@ -296,13 +201,12 @@ def save_bundle(
             raise BundleError("streaming model bytes given but the manifest has no streaming_model entry")
         streaming = dataclasses.replace(streaming, sha256=sha256_bytes(streaming_model_bytes),
                                         size_bytes=len(streaming_model_bytes))
-    # provenance and budgets never carry the build machine's absolute paths (kws_edge.portable)
-    manifest = dataclasses.replace(manifest, model=model, streaming_model=streaming,
-                                   provenance=portable_json(manifest.provenance),
-                                   budgets=portable_json(manifest.budgets), format_version=FORMAT_VERSION,
+    # no string of a manifest carries the build machine's absolute paths (kws_edge.portable)
+    manifest = dataclasses.replace(manifest, model=model, streaming_model=streaming, format_version=FORMAT_VERSION,
                                    bundle_sha256="")
+    manifest = Manifest.from_json_dict(portable_json(to_dict(manifest)))
     manifest.check()
-    from .digest import bundle_digest
+    from ..digest import bundle_digest
 
     hashes = {model.file: model.sha256, **({streaming.file: streaming.sha256} if streaming is not None else {})}
     manifest = dataclasses.replace(manifest, bundle_sha256=bundle_digest(to_dict(manifest), hashes))

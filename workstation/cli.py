@@ -1,180 +1,33 @@
-"""``kws pipeline``, ``kws registry add|list|show|promote|diff``, ``kws monitor`` (MLOps issue).
+"""``kws registry``, ``kws monitor``, ``kws serve``: the workstation commands, registered on ``kws`` from above.
 
-Training code (TensorFlow) is imported inside ``kws pipeline`` only; the
-registry and the monitor work on a runtime-only install.
+The runtime CLI never imports this module: ``pyproject.toml`` names these commands in the
+``kws_edge.commands`` entry-point group, which :class:`kws_edge.cli.KwsGroup` reads. Each command
+imports what its extra installs inside its body and, without it, says in one line what to install.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import click
 
-from . import cli
+from ..errors import BackendUnavailableError, ConfigError
+from . import WORKSTATION_EXTRA
 
-# ---------------------------------------------------------------------- pipeline
-
-
-class _StageDisplay:
-    """One line per stage on stderr, and progress within a stage (training epochs, features, ...).
-
-    On a terminal a live line shows the step and an ETA; otherwise (a log, CI) one line per step when a
-    step is long (at most 100 steps, such as epochs) and one per tenth of the way for many small steps.
-    """
-
-    def __init__(self, quiet: bool, tty: Optional[bool] = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty() if tty is None else tty
-        self.clock = clock
-        self._live = False
-        self._last = 0.0
-        self._step = ("", "")  # (stage, message) of the progress being shown
-        self._step_t0 = 0.0  # when it began: the previous event of another kind
-        self._step_printed = -1
-        self._prev_t = clock()
-
-    def _clear(self) -> None:
-        if self._live:
-            click.echo("\r\033[K", nl=False, err=True)
-            self._live = False
-
-    def _progress_text(self, e: Any, now: float) -> str:
-        text = f"{e.message} {e.done}/{e.of}" if e.of else e.message
-        elapsed = now - self._step_t0
-        if e.of and 0 < e.done < e.of and elapsed > 0:
-            text += f", {elapsed:.0f} s so far, ETA {elapsed / e.done * (e.of - e.done):.0f} s"
-        elif e.of and e.done >= e.of:
-            text += f", {elapsed:.0f} s"
-        return text
-
-    def __call__(self, e: Any) -> None:
-        now = self.clock()
-        if e.kind == "progress" and (e.stage, e.message) != self._step:
-            self._step, self._step_t0, self._step_printed = (e.stage, e.message), self._prev_t, -1
-        self._prev_t = now
-        if self.quiet:
-            return
-        tag = f"[{e.index}/{e.total}] {e.stage:<15}"
-        if e.kind == "progress":
-            if self.tty:
-                if now - self._last < 0.2 and e.done < e.of:
-                    return
-                self._last = now
-                click.echo(f"\r\033[K{tag} {self._progress_text(e, now)}", nl=False, err=True)
-                self._live = True
-                return
-            every = 1 if e.of <= 100 else max(1, e.of // 10)
-            if e.of and e.done > self._step_printed and (e.done == e.of or e.done // every > self._step_printed // every):
-                self._step_printed = e.done
-                click.echo(f"{tag} {self._progress_text(e, now)}", err=True)
-            return
-        self._clear()
-        if e.kind == "start":
-            click.echo(f"{tag} running" + (f" ({e.message})" if e.message else "") + " ...", err=True)
-        elif e.kind == "reused":
-            click.echo(f"{tag} reused (inputs unchanged)", err=True)
-        elif e.kind == "done":
-            click.echo(f"{tag} done in {e.seconds:.1f} s" + (f": {e.message}" if e.message else ""), err=True)
-        elif e.kind == "interrupted":
-            click.echo(f"{tag} interrupted; run the same command again to resume", err=True)
-        elif e.kind == "failed":
-            click.echo(f"{tag} FAILED", err=True)
+__all__ = ["registry", "monitor", "serve_command"]
 
 
-@cli.command()
-@click.option("--data", default=None, help="dataset folder (Speech Commands layout) or 'synthetic' [default: config's]")
-@click.option("--device", default=None, help="device profile the bundle is checked against [default: raspberry-pi-4b]")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/pipeline"), show_default=True,
-              help="output folder; running again resumes and reuses unchanged stages")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="TOML: TrainConfig keys at the top level, pipeline settings in [pipeline]")
-@click.option("--mlflow-uri", default=None, help="also log to MLflow (needs the mlflow extra), e.g. sqlite:///mlflow.db")
-@click.option("--check-reproducible", is_flag=True, help="train twice with the same seed and compare metrics and weights")
-@click.option("--force", multiple=True, metavar="STAGE", help="redo this stage even if its inputs are unchanged")
-@click.option("--register", "register_dir", type=click.Path(path_type=Path), default=None,
-              help="add the final bundle to this model registry as a candidate")
-@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
-@click.option("-q", "--quiet", is_flag=True, help="no per-stage progress on stderr")
-def pipeline(data: Optional[str], device: Optional[str], out_dir: Path, config_path: Optional[Path],
-             mlflow_uri: Optional[str], check_reproducible: bool, force: tuple[str, ...],
-             register_dir: Optional[Path], as_json: bool, quiet: bool) -> None:
-    """Data -> train -> convert -> budget check -> evaluate -> benchmark -> bundle -> report.
-
-    Resumable: stages whose inputs (data content hash, config, code version)
-    are unchanged are reused; a failing stage stops with one message and
-    keeps earlier outputs; Ctrl-C resumes cleanly on the next run.
-    """
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        from ..training.pipeline import load_pipeline_config, run_pipeline
-    except ImportError as exc:
-        from ..errors import BackendUnavailableError
-
-        raise BackendUnavailableError(
-            f"kws pipeline needs the training extra ({exc.name or exc}): pip install \"kws-edge[train,tts]\""
-        ) from None
-    train_cfg, pipe_cfg = load_pipeline_config(config_path, data=data, device=device)
-    display = _StageDisplay(quiet)
-    t0 = time.perf_counter()
-    result = run_pipeline(out_dir, train_cfg, pipe_cfg, check_reproducible=check_reproducible,
-                          mlflow_uri=mlflow_uri, progress=display, force=force)
-    elapsed = time.perf_counter() - t0
-    stages = result["stages"]
-    if register_dir is not None:
-        from ..registry import ModelRegistry
-
-        entry, created = ModelRegistry(register_dir).add(Path(result["out_dir"]) / "bundle", new_stage="candidate",
-                                                         note=f"kws pipeline --out {result['out_dir']}")
-        result["registered"] = {"id": entry.id, "created": created, "registry": str(register_dir)}
-    if as_json:
-        click.echo(json.dumps({**result, "seconds": round(elapsed, 1)}, indent=2, default=str))
-        return
-    out = Path(result["out_dir"])
-    lines = [f"pipeline finished in {elapsed / 60:.1f} min"
-             + (f" (reused: {', '.join(result['reused'])})" if result["reused"] else "")]
-    ev = stages.get("evaluate", {})
-    conv = stages.get("convert", {})
-    if conv:
-        lines.append(f"  int8 test accuracy {100 * conv.get('int8_accuracy', 0):.1f}% "
-                     f"(float {100 * conv.get('float_accuracy', 0):.1f}%), model {conv.get('model_size_bytes', 0):,} B")
-    if ev:
-        lines.append(f"  streaming: {ev.get('headline', '')}")
-    rep = stages.get("reproducibility")
-    if rep:
-        lines.append(f"  {rep.get('headline', '')}")
-    bundle = stages.get("bundle", {})
-    if bundle:
-        lines.append(f"  {bundle.get('headline', '')}")
-    lines.append(f"  bundle: {out / 'bundle'}")
-    lines.append(f"  report: {out / 'report' / 'report.html'}")
-    lines.append(f"  try:    kws detect {out / 'sample.wav'} --bundle {out / 'bundle'}")
-    if result.get("registered"):
-        lines.append(f"  registry: {result['registered']['id']} (candidate) in {register_dir}")
-    if stages.get("track"):
-        lines.append(f"  mlflow: run {stages['track'].get('run_id')} at {mlflow_uri}")
-    click.echo("\n".join(lines))
-    if rep and not rep.get("reproducible"):
-        raise click.exceptions.Exit(1)
-
-
-# ---------------------------------------------------------------------- registry
-
-
-@cli.group()
+@click.group()
 @click.option("--registry", "registry_dir", type=click.Path(path_type=Path), envvar="KWS_REGISTRY", default=None,
               help="registry folder [default: $KWS_REGISTRY or ~/.local/share/kws-edge/registry]")
 @click.pass_context
 def registry(ctx: click.Context, registry_dir: Optional[Path]) -> None:
     """Local model registry: immutable, content-addressed bundle versions with stages."""
-    from ..registry import ModelRegistry
+    from .registry import ModelRegistry, require_filelock
 
+    require_filelock()
     ctx.obj = ModelRegistry(registry_dir)
 
 
@@ -184,19 +37,20 @@ def _entry_json(e: Any) -> dict[str, Any]:
 
 
 def _headline_metrics(e: Any) -> str:
+    """The converted model's accuracy and the streaming FRR and FA/h of a version, in one line."""
+    from ..errors import KwsError
+
     try:
-        m = e.manifest().get("metrics", {})
-    except (OSError, ValueError):
+        manifest = e.manifest()
+    except KwsError:
         return ""
-    parts = []
-    for key in ("int8", "float32", "float"):
-        acc = (m.get(key) or {}).get("accuracy")
-        if isinstance(acc, (int, float)):
-            parts.append(f"{key} acc {100 * acc:.1f}%")
-            break
-    s = m.get("streaming") or {}
-    if isinstance(s.get("false_reject_rate"), (int, float)):
-        parts.append(f"FRR {100 * s['false_reject_rate']:.1f}% {s.get('false_accepts_per_hour', 0):.1f} FA/h")
+    m, parts = manifest.metrics, []
+    if m.converted is not None and m.converted.accuracy is not None:
+        parts.append(f"{manifest.model.quantization} acc {100 * m.converted.accuracy:.1f}%")
+    report = m.streaming.report if m.streaming is not None else None
+    if report is not None and report.score.false_reject_rate is not None:
+        parts.append(f"FRR {100 * report.score.false_reject_rate:.1f}% "
+                     f"{report.score.false_accepts_per_hour or 0:.1f} FA/h")
     return ", ".join(parts)
 
 
@@ -272,7 +126,10 @@ def registry_show(reg: Any, ref: str, as_json: bool) -> None:
     """One version (an id, a unique id prefix, a stage name or NAME@VERSION); verifies it first."""
     e = reg.get(ref)
     if as_json:
-        click.echo(json.dumps({**_entry_json(e), "files": e.info.get("files"), "manifest": e.manifest()}, indent=2))
+        from ..config import to_dict
+
+        click.echo(json.dumps({**_entry_json(e), "files": e.info.get("files"), "manifest": to_dict(e.manifest())},
+                              indent=2))
         return
     info = e.info
     rows = [("id", e.id), ("name", f"{e.name} {e.version}"), ("stages", ", ".join(e.stages) or "none"),
@@ -342,7 +199,7 @@ def registry_diff(reg: Any, ref_a: str, ref_b: str, as_json: bool, show_all: boo
 # ---------------------------------------------------------------------- monitor
 
 
-@cli.command()
+@click.command()
 @click.argument("telemetry_file", type=click.Path(path_type=Path))
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
               help="write a PNG of the history (detections, input level, drift)")
@@ -350,7 +207,7 @@ def registry_diff(reg: Any, ref_a: str, ref_b: str, as_json: bool, show_all: boo
 @click.option("--fail-on-drift", is_flag=True, help="exit with status 1 when the last snapshot flags drift")
 def monitor(telemetry_file: Path, plot_path: Optional[Path], as_json: bool, fail_on_drift: bool) -> None:
     """Summarise a telemetry JSONL file written by kws listen --telemetry; flag drift."""
-    from ..telemetry import plot_history, read_snapshots, summarize_snapshots
+    from .monitor import plot_history, read_snapshots, summarize_snapshots
 
     got = read_snapshots(telemetry_file)
     s = summarize_snapshots(got.snapshots)
@@ -391,3 +248,59 @@ def monitor(telemetry_file: Path, plot_path: Optional[Path], as_json: bool, fail
         click.echo(f"warning: skipped unreadable line(s) {', '.join(map(str, got.bad_lines[:10]))}", err=True)
     if fail_on_drift and s["drift_flag_last"]:
         raise click.exceptions.Exit(1)
+
+
+@click.command("serve")
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
+              help="Model bundle directory (default: the bundle shipped with kws-edge).")
+@click.option("--source", default="mic", show_default=True, metavar="mic|FILE",
+              help="'mic' for the default microphone, or a WAV file played in real time.")
+@click.option("--port", type=int, default=8000, show_default=True,
+              help="Port on 127.0.0.1; 0 picks a free one.")
+@click.option("--device", default=None, help="Input device index or name (with --source mic).")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="Playback speed of a FILE source (1 = real time, 0 = as fast as possible).")
+@click.option("--threshold", type=float, default=None,
+              help="Override the detection threshold of every keyword (0-1).")
+def serve_command(bundle_dir: Path | None, source: str, port: int, device: str | None, speed: float,
+                  threshold: float | None) -> None:
+    """Show live posteriors, detections, input level and telemetry on http://127.0.0.1:PORT/.
+
+    The page is pushed updates (Server-Sent Events) as audio streams through the
+    detector. Stop with Ctrl-C.
+    """
+    try:
+        from .web.server import serve
+    except ImportError as exc:  # BackendUnavailableError is an ImportError too
+        if isinstance(exc, BackendUnavailableError):
+            raise
+        raise BackendUnavailableError(f"kws serve needs the workstation extra ({exc.name or exc}): "
+                                      f"pip install {WORKSTATION_EXTRA}") from None
+    from ..detector import KeywordDetector
+    from ..telemetry import DetectorTelemetry
+    from .web.live import FileSource, MicSource
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is out of range; use 1-65535 (or 0 for any free port)")
+    if speed < 0:
+        raise ConfigError(f"--speed {speed} must be >= 0")
+    overrides = {} if threshold is None else {"thresholds": threshold}
+    detector = KeywordDetector.from_bundle(bundle_dir, **overrides)
+    detector.telemetry = DetectorTelemetry.for_manifest(detector.bundle.manifest)
+    if source == "mic":
+        audio = MicSource(detector.sample_rate_hz, device=device)
+    else:
+        if device is not None:
+            raise ConfigError("--device applies to --source mic only")
+        audio = FileSource(source, detector.sample_rate_hz, speed=speed)
+
+    def ready(url: str) -> None:
+        manifest = detector.bundle.manifest
+        click.echo(f"kws serve: {manifest.name} {manifest.version} on {audio.description}")
+        click.echo(f"open {url}  (Ctrl-C to stop)")
+
+    try:
+        serve(detector, audio, port=port, on_ready=ready)
+    finally:
+        audio.close()
+    click.echo("stopped", err=True)

@@ -27,14 +27,15 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from ..detector import KeywordDetector
-from ..errors import BackendUnavailableError, ConfigError
+from ...detector import KeywordDetector
+from ...errors import BackendUnavailableError, ConfigError
+from .. import WORKSTATION_EXTRA
 
 try:
     from aiohttp import web
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise BackendUnavailableError(
-        "the live view needs aiohttp; install it with: pip install 'kws-edge[serve]'"
+        f"the live view needs the workstation extra (aiohttp): pip install {WORKSTATION_EXTRA}"
     ) from exc
 
 from .live import AudioSource, DetectorPump, Event, LiveState
@@ -87,7 +88,7 @@ class LiveServer:
     Parameters
     ----------
     detector : the detector to run (its bundle, labels and thresholds are shown)
-    source : an :class:`~kws_edge.web.live.AudioSource` (microphone or file)
+    source : an :class:`~kws_edge.workstation.web.live.AudioSource` (microphone or file)
     port : TCP port on 127.0.0.1; 0 picks a free one (see :attr:`port` after :meth:`start`)
     client_queue_events : events buffered per page before its oldest are dropped
     keepalive_s : idle time after which a comment line is sent, so dead pages are noticed

@@ -1,9 +1,9 @@
-"""The live view behind ``kws serve`` (optional extra ``serve``: aiohttp).
+"""The live view behind ``kws serve`` (the ``workstation`` extra: aiohttp).
 
-:mod:`kws_edge.web.live` (no web library) turns a detector and an audio source
-into JSON events; :mod:`kws_edge.web.server` serves them to a self-contained page
+:mod:`.live` (no web library) turns a detector and an audio source
+into JSON events; :mod:`.server` serves them to a self-contained page
 over Server-Sent Events. The runtime never imports this package; importing
-:mod:`kws_edge.web.server` without aiohttp raises
+:mod:`.server` without aiohttp raises
 :class:`~kws_edge.errors.BackendUnavailableError` naming the extra to install.
 """
 

@@ -1,10 +1,13 @@
-"""``kws evaluate`` as a library: clip metrics and a streaming test of a bundle or a run.
+"""``kws evaluate`` as a library: clip metrics and the streaming test of a bundle or a run.
 
 A run is evaluated through a float32 TFLite conversion of its model (a
 temporary bundle), so both go through the runtime's own ``KwsModel`` and
 ``KeywordDetector``: the same features, normalisation and smoothing as on the
-device. Outputs (when ``out_dir`` is given): ``evaluation.json``,
-``det_curve.json``, ``det_curve.png``, ``confusion_matrix.png``.
+device. The streaming test is :func:`kws_edge.training.streaming_eval.evaluate_stream`,
+scored by :mod:`kws_edge.metrics`: the one streaming evaluation, which the
+pipeline's evaluate stage calls through :func:`evaluate` too. Outputs (when
+``out_dir`` is given): ``evaluation.json``, ``det_curve.json``,
+``det_curve.png``, ``confusion_matrix.png``.
 """
 
 from __future__ import annotations
@@ -19,25 +22,28 @@ import numpy as np
 
 from ..atomic import atomic_write_json
 from ..bundle import Bundle, Manifest, ModelFile, TensorSpec, load_bundle, save_bundle
+from ..bundle.provenance import Provenance, RunRecord
 from ..config import from_dict, to_dict
 from ..errors import ConfigError, RunError
+from ..metrics import SILENCE_LABEL, StreamConfig, clip_metrics
 from ..model import KwsModel
 from ..portable import portable_path
-from .config import SILENCE_LABEL, TrainConfig
-from .dataset import NoiseBank, index_dataset
-from .featurize import clean_features
-from .fit import resolve_data
-from ..metrics import clip_metrics
-from .rundir import RunDir, open_run
-from .streaming_eval import StreamConfig, build_stream, evaluate_stream
+from ..smoothing import DetectorConfig
+from ..training.config import TrainConfig
+from ..training.dataset import NoiseBank, index_dataset
+from ..training.featurize import clean_features
+from ..training.fit import resolve_data
+from ..training.rundir import RunDir, open_run
+from ..training.streaming_eval import build_stream, evaluate_stream
 
-__all__ = ["float_bundle_from_run", "evaluate", "config_for_bundle"]
+__all__ = ["float_bundle_from_run", "evaluate", "config_for_bundle", "evaluate_command_line"]
 
 
 def float_bundle_from_run(run: RunDir | str | Path, out_dir: str | Path) -> Bundle:
     """Write a float32 TFLite bundle of a complete run to ``out_dir`` and load it."""
-    run = open_run(run) if not isinstance(run, RunDir) else run.require_complete()
     from ..converters.quantize import convert_keras
+
+    run = open_run(run) if not isinstance(run, RunDir) else run.require_complete()
 
     cfg = run.config()
     model_bytes = convert_keras(run.load_keras_model(), None, "float32")
@@ -48,7 +54,8 @@ def float_bundle_from_run(run: RunDir | str | Path, out_dir: str | Path) -> Bund
         model=ModelFile(file="model.tflite", sha256="", size_bytes=0, quantization="float32",
                         input=TensorSpec(shape=(1, fc.frames_per_clip, fc.n_cepstra), dtype="float32"),
                         output=TensorSpec(shape=(1, len(cfg.labels)), dtype="float32")),
-        provenance={"run": run.run, "config": to_dict(cfg)}, description="float32 evaluation bundle of a run",
+        provenance=Provenance(run_dir=run.path.resolve().name, run=from_dict(RunRecord, run.run), config=to_dict(cfg)),
+        description="float32 evaluation bundle of a run",
     )
     save_bundle(out_dir, manifest, model_bytes, overwrite=True)
     return load_bundle(out_dir)
@@ -57,8 +64,8 @@ def float_bundle_from_run(run: RunDir | str | Path, out_dir: str | Path) -> Bund
 def config_for_bundle(bundle: Bundle) -> TrainConfig:
     """The training config stored in a bundle's provenance, else defaults with its features and labels."""
     m = bundle.manifest
-    stored = m.provenance.get("config") if isinstance(m.provenance, dict) else None
-    if isinstance(stored, dict):
+    stored = m.provenance.config
+    if stored:
         try:
             config = from_dict(TrainConfig, stored)
         except ConfigError:
@@ -72,9 +79,13 @@ def config_for_bundle(bundle: Bundle) -> TrainConfig:
 
 def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, run: str | Path | None = None,
              stream: StreamConfig = StreamConfig(), split: str = "test", out_dir: str | Path | None = None,
-             target_fa_per_hour: float | None = None,
+             target_fa_per_hour: float | None = None, detector: DetectorConfig | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Clip-level metrics and streaming FRR / FA/h / DET of a bundle or a run on ``data``'s ``split``."""
+    """Clip-level metrics and streaming FRR / FA/h / DET of a bundle or a run on ``data``'s ``split``.
+
+    ``detector`` scores the stream with other detector settings than the bundle's (the pipeline scores
+    the settings it tuned, which its final bundle then carries).
+    """
     if (bundle is None) == (run is None):
         raise ConfigError("give exactly one of --bundle DIR or --run RUN_DIR")
     if split not in ("train", "validation", "test"):
@@ -84,11 +95,11 @@ def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, r
             run_dir = open_run(run)
             config = run_dir.config()
             b = float_bundle_from_run(run_dir, Path(tmp) / "bundle")
-            source = {"run": str(run_dir.path)}
+            source = {"run": portable_path(run_dir.path)}
         else:
             b = load_bundle(bundle)
             config = config_for_bundle(b)
-            source = {"bundle": str(b.path), "name": b.manifest.name, "version": b.manifest.version}
+            source = {"bundle": portable_path(b.path), "name": b.manifest.name, "version": b.manifest.version}
         config = dataclasses.replace(config, data=data)
         if tuple(config.labels) != tuple(b.manifest.labels) or config.features != b.manifest.features:
             raise RunError("the bundle's labels or features differ from its training config; re-convert it")
@@ -107,7 +118,8 @@ def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, r
         ts = build_stream(index.root, words, config, noise, stream, split=split)
         if progress:
             progress("streaming", 0, 1)
-        streaming = evaluate_stream(b, ts, tolerance_ms=stream.tolerance_ms, target_fa_per_hour=target_fa_per_hour)
+        streaming = evaluate_stream(b, ts, config=detector, tolerance_ms=stream.tolerance_ms,
+                                    target_fa_per_hour=target_fa_per_hour)
         if progress:
             progress("streaming", 1, 1)
     result = {"source": source, "data": portable_path(index.root_name), "split": split, "data_sha256": index.content_sha256,
@@ -117,8 +129,16 @@ def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, r
     return result
 
 
+def evaluate_command_line(*, bundle: str | Path, data: str | tuple[str, ...], split: str, stream: StreamConfig) -> str:
+    """The ``kws evaluate`` command that measures ``bundle`` on this stream (what a report tells its reader)."""
+    folders = (data,) if isinstance(data, str) else tuple(data)
+    return (f"kws evaluate --bundle {portable_path(bundle)} "
+            + " ".join(f"--data {portable_path(d)}" for d in folders)
+            + f" --split {split} --stream-minutes {stream.minutes:g} --seed {stream.seed}")
+
+
 def _write_outputs(out: Path, result: dict[str, Any]) -> None:
-    from .plots import plot_confusion_matrix, plot_det_curve
+    from ..training.plots import plot_confusion_matrix, plot_det_curve
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "evaluation.json", result)

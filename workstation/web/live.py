@@ -3,7 +3,7 @@
 No web library here: :class:`DetectorPump` runs a detector over a source in
 its own thread and hands plain ``dict`` events to a ``publish`` callback, and
 :class:`LiveState` keeps the recent history a late-joining page needs. The
-server (``kws_edge.web.server``) only moves these events to browsers.
+server (``kws_edge.workstation.web.server``) only moves these events to browsers.
 
 Events (every one has ``type``):
 
@@ -22,14 +22,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..audio import read_wav
-from ..detector import KeywordDetector
+from ...audio import read_wav
+from ...detector import KeywordDetector
+from ...stamps import utc_now
 
 __all__ = ["AudioSource", "FileSource", "MicSource", "DetectorPump", "LiveState", "level_dbfs", "telemetry_counters"]
 
@@ -114,7 +114,7 @@ class MicSource:
     """
 
     def __init__(self, sample_rate_hz: int, *, device: Any = None, block_ms: float = 50.0) -> None:
-        from ..microphone import MicrophoneSource
+        from ...microphone import MicrophoneSource
 
         self.mic = MicrophoneSource(sample_rate_hz=sample_rate_hz, device=device,
                                     block_samples=max(1, int(round(block_ms / 1000.0 * sample_rate_hz))),
@@ -192,7 +192,7 @@ class DetectorPump:
         self.counts["detections"] += 1
         self.counts[f"detections_{d.label}"] = self.counts.get(f"detections_{d.label}", 0) + 1
         self.publish({"type": "detection", **d.to_dict(),
-                      "wall_utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds")})
+                      "wall_utc": utc_now("milliseconds")})
 
     def run(self) -> None:
         """Blocking loop; publishes a final ``status`` event when the source ends or fails."""

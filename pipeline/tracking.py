@@ -16,7 +16,11 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from ..bundle import load_bundle
+from ..config import flatten, to_dict
 from ..errors import BackendUnavailableError, KwsError
+from ..training.rundir import RunDir
+from .ledger import read_json
 
 __all__ = ["log_pipeline", "DEFAULT_EXPERIMENT", "flatten_params"]
 
@@ -35,23 +39,9 @@ def _import_mlflow():
     return mlflow
 
 
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def flatten_params(d: Any, prefix: str = "") -> dict[str, str]:
+def flatten_params(d: Any) -> dict[str, str]:
     """Nested config -> ``{"model.width": "64", ...}`` (lists as JSON, long values cut)."""
-    out: dict[str, str] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(flatten_params(v, f"{prefix}{k}."))
-    else:
-        text = json.dumps(d) if isinstance(d, (list, tuple)) else str(d)
-        out[prefix[:-1]] = text[:_MAX_PARAM_LEN]
-    return out
+    return {k: (json.dumps(v) if isinstance(v, list) else str(v))[:_MAX_PARAM_LEN] for k, v in flatten(d).items()}
 
 
 def _metric_name(text: str) -> str:
@@ -65,15 +55,18 @@ def log_pipeline(out_dir: str | Path, tracking_uri: Optional[str], *, experiment
     from mlflow.tracking import MlflowClient
 
     out = Path(out_dir)
-    manifest = _load(out / "bundle" / "manifest.json")
-    if manifest is None:
-        raise KwsError(f"{out / 'bundle'} has no manifest; run the pipeline up to the bundle stage first")
-    ledger = _load(out / "pipeline.json") or {}
-    run_json = _load(out / "run" / "run.json") or {}
-    config = _load(out / "run" / "config.json") or {}
-    streaming = _load(out / "evaluation" / "streaming.json") or {}
-    bench = (_load(out / "benchmark.json") or {}).get("hop", {})
-    repro = _load(out / "repro" / "reproducibility.json")
+    try:
+        m = load_bundle(out / "bundle").manifest
+    except KwsError:
+        raise KwsError(f"{out / 'bundle'} has no valid bundle; run the pipeline up to the bundle stage first") from None
+    manifest = to_dict(m)
+    ledger = read_json(out / "pipeline.json", {}) or {}
+    run_dir = RunDir(out / "run")
+    run_json, config = run_dir.run, to_dict(run_dir.config())
+    report = m.metrics.streaming.report if m.metrics.streaming is not None else None
+    streaming = to_dict(report.score) if report is not None else {}
+    bench = (read_json(out / "benchmark.json", {}) or {}).get("hop", {})
+    repro = read_json(out / "repro" / "reproducibility.json", None)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     try:
@@ -94,18 +87,22 @@ def log_pipeline(out_dir: str | Path, tracking_uri: Optional[str], *, experiment
         "git_commit": str(run_json.get("git_commit", "")),
     })
     metrics: dict[str, float] = {}
-    for kind in ("float", "int8", "float32"):
-        m = (manifest.get("metrics") or {}).get(kind) or {}
-        if isinstance(m.get("accuracy"), (int, float)):
-            metrics[f"{kind}.test_accuracy"] = float(m["accuracy"])
-        if isinstance(m.get("keyword_false_accept_rate"), (int, float)):
-            metrics[f"{kind}.keyword_false_accept_rate"] = float(m["keyword_false_accept_rate"])
-        for label, r in (m.get("recall") or {}).items():
-            metrics[_metric_name(f"{kind}.recall.{label}")] = float(r)
+    test = m.metrics.test
+    for kind, clips in (("float", test.float_model if test else None),
+                        (m.model.quantization, test.converted if test else None)):
+        if clips is None:
+            continue
+        if clips.accuracy is not None:
+            metrics[f"{kind}.test_accuracy"] = float(clips.accuracy)
+        if clips.keyword_false_accept_rate is not None:
+            metrics[f"{kind}.keyword_false_accept_rate"] = float(clips.keyword_false_accept_rate)
+        for label, r in clips.recall.items():
+            if r is not None:
+                metrics[_metric_name(f"{kind}.recall.{label}")] = float(r)
     for key in ("false_reject_rate", "false_accepts_per_hour"):
         if isinstance(streaming.get(key), (int, float)):
             metrics[f"streaming.{key}"] = float(streaming[key])
-    model = manifest.get("model") or {}
+    model = manifest["model"]
     for key in ("size_bytes", "peak_activation_bytes", "macs_per_inference"):
         if isinstance(model.get(key), (int, float)):
             metrics[f"model.{key}"] = float(model[key])
@@ -115,19 +112,19 @@ def log_pipeline(out_dir: str | Path, tracking_uri: Optional[str], *, experiment
     if repro:
         metrics["reproducibility.max_weight_abs_diff"] = float(repro.get("max_weight_abs_diff", float("nan")))
         metrics["reproducibility.reproducible"] = 1.0 if repro.get("reproducible") else 0.0
-    name = model_name or str(manifest.get("name") or "kws-edge")
+    name = model_name or str(m.name or "kws-edge")
 
-    with mlflow.start_run(run_name=f"{manifest.get('name')}-{manifest.get('version')}") as run:
+    with mlflow.start_run(run_name=f"{m.name}-{m.version}") as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
-        history = _load(out / "run" / "history.json") or {}
+        history = run_dir.history()
         for key, values in history.items():
             if isinstance(values, list):
                 for step, v in enumerate(values):
                     if isinstance(v, (int, float)):
                         mlflow.log_metric(_metric_name(f"train.{key}"), float(v), step=step)
         mlflow.set_tags({"kws_edge.model_sha256": str(model.get("sha256", "")),
-                         "kws_edge.bundle_version": str(manifest.get("version", "")),
+                         "kws_edge.bundle_version": m.version,
                          "kws_edge.out_dir": str(out.resolve())})
         mlflow.log_artifacts(str(out / "bundle"), artifact_path="bundle")
         if (out / "report").is_dir():

@@ -1,13 +1,17 @@
 """The run report: one self-contained HTML page (PNGs embedded as data URIs) plus Markdown.
 
 :func:`write_report` reads a pipeline output folder (see
-:mod:`kws_edge.training.pipeline`) and writes ``report/report.html`` and
+:mod:`kws_edge.pipeline.stages`) and writes ``report/report.html`` and
 ``report/report.md`` (with the PNGs copied beside it). Sections: summary,
 pipeline stages, data, training curves, confusion matrices, float vs int8
 metrics, streaming evaluation and DET curve, budgets, benchmark,
 reproducibility, provenance and the demo recording. A missing part (a stage
 that has not run) is shown as "not available", never an error, so the report
 can also be drawn for a pipeline that stopped early.
+
+Every figure of a bundle comes from its typed manifest; the streaming figures are the manifest's
+``metrics.streaming.report`` (the one streaming evaluation, at the bundle's own thresholds), and the
+report prints the ``kws evaluate`` command that measures them again.
 """
 
 from __future__ import annotations
@@ -19,51 +23,85 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..atomic import atomic_copy_file, atomic_write_text
+from ..bundle import Manifest, load_bundle
+from ..config import from_dict, to_dict
+from ..errors import KwsError
+from ..training.rundir import RunDir
+from .ledger import read_json
 
 __all__ = ["write_report", "collect"]
 
 
-def _load(path: Path) -> Optional[Any]:
+def _tolerant(read: Any) -> dict[str, Any]:
+    """What ``read()`` returns of the run directory, {} when the file is missing or damaged (the report is drawn
+    for a pipeline that stopped early too)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        value = read()
+    except KwsError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _manifest(out: Path) -> Optional[Manifest]:
+    """The final bundle's manifest, else the converted bundle's, else None."""
+    for path in (out / "bundle", out / "convert" / "bundle"):
+        try:
+            return load_bundle(path).manifest
+        except KwsError:
+            continue
+    return None
 
 
 def collect(out: Path) -> dict[str, Any]:
     """Everything the report shows, read from the pipeline folder."""
+    from ..bundle.budgets import Budgets
+
     out = Path(out)
     run = out / "run"
-    final = out / "bundle" / "manifest.json"
-    conv = out / "convert" / "bundle" / "manifest.json"
-    manifest = _load(final) or _load(conv) or {}
+    manifest = _manifest(out)
     images = {
         "training_curves": run / "plots" / "training_curves.png",
         "confusion_validation": run / "plots" / "confusion_matrix.png",
         "confusion_test": run / "plots" / "confusion_matrix_test.png",
         "det_curve": out / "evaluation" / "det_curve.png",
     }
+    run_dir = RunDir(run)
+    data_manifest = _tolerant(run_dir.data_manifest)
+    budgets = manifest.budgets if manifest is not None else None
+    if budgets is None and isinstance(read_json(out / "budgets.json", None), dict):
+        budgets = from_dict(Budgets, read_json(out / "budgets.json"))
     return {
         "out": out,
-        "ledger": _load(out / "pipeline.json") or {},
-        "run": _load(run / "run.json") or {},
-        "config": _load(run / "config.json") or {},
-        "data_manifest_counts": (_load(run / "data_manifest.json") or {}).get("counts"),
-        "data_sha256": (_load(run / "data_manifest.json") or {}).get("content_sha256"),
-        "summary": _load(run / "training_summary.json") or {},
-        "metrics": _load(run / "metrics.json") or {},
+        "ledger": read_json(out / "pipeline.json", {}) or {},
+        "run": _tolerant(lambda: run_dir.run),
+        "config": _tolerant(lambda: to_dict(run_dir.config())),
+        "data_manifest_counts": data_manifest.get("counts"),
+        "data_sha256": data_manifest.get("content_sha256"),
+        "summary": _tolerant(run_dir.summary),
+        "metrics": _tolerant(run_dir.metrics),
         "manifest": manifest,
-        "budgets": _load(out / "budgets.json") or manifest.get("budgets") or {},
-        "streaming": _load(out / "evaluation" / "streaming.json") or {},
-        "benchmark": _load(out / "benchmark.json") or {},
-        "repro": _load(out / "repro" / "reproducibility.json"),
-        "sample": _load(out / "sample.json"),
+        "budgets": budgets,
+        "benchmark": read_json(out / "benchmark.json", {}) or {},
+        "repro": read_json(out / "repro" / "reproducibility.json", None),
+        "sample": read_json(out / "sample.json", None),
         "images": {k: p for k, p in images.items() if p.is_file()},
     }
 
 
 def _pct(v: Any, digits: int = 1) -> str:
     return f"{100 * v:.{digits}f}%" if isinstance(v, (int, float)) else "n/a"
+
+
+def _clip(metrics: Any) -> dict[str, Any]:
+    """A :class:`~kws_edge.metrics.ClipMetrics` as a dict ({} when there is none)."""
+    from ..config import to_dict
+
+    return to_dict(metrics) if metrics is not None else {}
+
+
+def _whole(v: float) -> float | int:
+    """An integral number as an int (a limit's value is a float; bytes read better as 48,123)."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def _num(v: Any, fmt: str = "{:,.3g}") -> str:
@@ -122,28 +160,30 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     rep_dir.mkdir(parents=True, exist_ok=True)
     d = _Doc()
     m = c["manifest"]
-    metrics_conv = m.get("metrics", {})
-    name = m.get("name") or out.resolve().name
-    title = f"kws-edge report: {name} {m.get('version', '')}".strip()
-    streaming = c["streaming"]
-    sel = streaming.get("selected") or {}
-    fl, q8 = metrics_conv.get("float", {}), metrics_conv.get("int8") or metrics_conv.get("float32") or {}
+    metrics = m.metrics if m is not None else None
+    split = metrics.test if metrics is not None else None
+    fl = _clip(split.float_model if split is not None else None)
+    q8 = _clip(split.converted if split is not None else None)
+    name = m.name if m is not None else out.resolve().name
+    title = f"kws-edge report: {name} {m.version if m is not None else ''}".strip()
+    report = metrics.streaming.report if metrics is not None and metrics.streaming is not None else None
+    score = report.score if report is not None else None
     bench_hop = (c["benchmark"] or {}).get("hop", {})
     budgets = c["budgets"]
 
     d.heading(title, 1)
-    d.para(f"Written from {out.resolve()} on {c['ledger'].get('updated_utc', 'n/a')}.")
+    d.para(f"Written from {out.name} on {c['ledger'].get('updated_utc', 'n/a')}.")
     d.heading("Summary")
     d.table(["figure", "value"], [
         ["test accuracy, float (Keras)", _pct(fl.get("accuracy") if fl else c["metrics"].get("test", {}).get("accuracy"), 2)],
         ["test accuracy, int8 (TFLite)", _pct(q8.get("accuracy"), 2)],
         ["keyword false-accept rate, int8", _pct(q8.get("keyword_false_accept_rate"), 2)],
-        ["streaming false-reject rate", _pct(sel.get("false_reject_rate"), 1)],
-        ["streaming false accepts per hour", _num(sel.get("false_accepts_per_hour"), "{:.2f}")],
-        ["model size", f"{_num((m.get('model') or {}).get('size_bytes'))} B"],
-        ["peak activation memory", f"{_num((m.get('model') or {}).get('peak_activation_bytes'))} B"],
-        ["MACs per inference", _num((m.get("model") or {}).get("macs_per_inference"))],
-        ["within budget of " + str(budgets.get("device", "n/a")), _num(budgets.get("within_budget"))],
+        ["streaming false-reject rate", _pct(score.false_reject_rate if score else None, 1)],
+        ["streaming false accepts per hour", _num(score.false_accepts_per_hour if score else None, "{:.2f}")],
+        ["model size", f"{_num(m.model.size_bytes if m else None)} B"],
+        ["peak activation memory", f"{_num(m.model.peak_activation_bytes if m else None)} B"],
+        ["MACs per inference", _num(m.model.macs_per_inference if m else None)],
+        ["within budget of " + (budgets.device if budgets else "n/a"), _num(budgets.within_budget if budgets else None)],
         ["CPU per second of audio", f"{_num(bench_hop.get('cpu_ms_per_audio_s'), '{:.2f}')} ms"],
     ], "summary")
 
@@ -157,7 +197,7 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
 
     d.heading("Data")
     counts = c["data_manifest_counts"] or {}
-    labels = list(c["config"].get("labels") or m.get("labels") or [])
+    labels = list(c["config"].get("labels") or (m.labels if m is not None else []))
     d.para(f"Source: {c['config'].get('data', 'n/a')}; content SHA-256 {c['data_sha256'] or 'n/a'}.")
     d.table(["split"] + labels + ["total"],
             [[split] + [counts[split].get(lab, 0) for lab in labels] + [sum(counts[split].values())]
@@ -183,33 +223,33 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     for lab in labels:
         rows.append([f"recall {lab}", _pct((fl.get("recall") or {}).get(lab), 1),
                      _pct((q8.get("recall") or {}).get(lab), 1)])
-    parity = metrics_conv.get("parity") or {}
-    if parity:
-        rows.append(["argmax agreement", _pct(parity.get("argmax_agreement"), 2), ""])
+    parity = metrics.parity if metrics is not None else None
+    if parity is not None:
+        rows.append(["argmax agreement", _pct(parity.argmax_agreement, 2), ""])
     d.table(["metric", "float", "int8"], rows if fl or q8 else [])
 
     d.heading("Streaming evaluation")
-    if streaming:
-        d.para(f"{_num(streaming.get('audio_s'), '{:.0f}')} s of audio with {_num(streaming.get('n_keywords'))} "
-               f"keywords ({streaming.get('distinct_keyword_clips', 'n/a')} distinct keyword clips of the test split, "
-               f"repeated as needed); a detection within the tolerance window of a keyword is a hit "
-               f"(tolerance {streaming.get('tolerance_s', 'n/a')} s).")
+    if report is not None:
+        d.para(f"{_num(score.duration_s, '{:.0f}')} s of audio from the {report.split} split with "
+               f"{_num(score.n_keywords)} keywords among other words and noise, through the real KeywordDetector "
+               f"at the bundle's thresholds; a detection within {score.tolerance_ms:g} ms after a keyword's clip "
+               f"is a hit. The same figures come from: {report.command}")
         d.table(["threshold", "false-reject rate", "false accepts per hour"],
-                [[_num(p.get("threshold"), "{:.3g}"), _pct(p.get("false_reject_rate")),
-                  _num(p.get("false_accepts_per_hour"), "{:.2f}")] for p in (streaming.get("det_curve") or [])])
-        thr = streaming.get("selected_thresholds") or {}
-        d.para("Selected thresholds: " + (", ".join(f"{k} {v:.3g}" for k, v in thr.items()) or "defaults"))
+                [[_num(p.threshold, "{:.3g}"), _pct(p.false_reject_rate), _num(p.false_accepts_per_hour, "{:.2f}")]
+                 for p in report.det_curve])
+        thr = report.detector.thresholds
+        d.para("Thresholds (chosen on a validation stream for the FA/h target): "
+               + (", ".join(f"{k} {v:.3g}" for k, v in thr.items()) or "defaults"))
     else:
         d.para("not available")
     d.image(c["images"].get("det_curve"), "DET curve", "det_curve.png")
 
     d.heading("Budgets")
-    d.para(f"Device profile: {budgets.get('device', 'n/a')}; "
-           + ("within budget" if budgets.get("within_budget") else "OVER BUDGET" if budgets else ""))
+    d.para(f"Device profile: {budgets.device if budgets else 'n/a'}; "
+           + ("within budget" if budgets and budgets.within_budget else "OVER BUDGET" if budgets else ""))
     d.table(["budget", "value", "limit", "unit", "margin", "result", "basis"],
-            [[r.get("name"), _num(r.get("value")), _num(r.get("limit")), r.get("unit"),
-              _pct(r.get("margin"), 0), "ok" if r.get("passed") else "OVER", r.get("basis")]
-             for r in budgets.get("results", [])])
+            [[r.name, _num(_whole(r.value)), _num(_whole(r.limit)), r.unit, _pct(r.margin, 0),
+              "ok" if r.passed else "OVER", r.basis] for r in (budgets.results if budgets else ())])
 
     d.heading("Benchmark (this machine)")
     b = c["benchmark"] or {}
@@ -240,7 +280,6 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         ])
 
     d.heading("Provenance")
-    prov = m.get("provenance") or {}
     run = c["run"]
     d.table(["item", "value"], [[k, v if v not in (None, "") else "n/a"] for k, v in [
         ("kws-edge version", run.get("kws_edge_version")),
@@ -248,10 +287,10 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
         ("code version (pipeline)", c["ledger"].get("code_version")),
         ("seed", run.get("seed")),
         ("config SHA-256", run.get("config_sha256")),
-        ("data SHA-256", run.get("data_sha256") or prov.get("data_sha256")),
-        ("model SHA-256", (m.get("model") or {}).get("sha256")),
+        ("data SHA-256", run.get("data_sha256") or (m.provenance.data_sha256 if m else None)),
+        ("model SHA-256", m.model.sha256 if m else None),
         ("training started / finished (UTC)", f"{run.get('started_utc', '')} / {run.get('finished_utc', '')}"),
-        ("bundle", f"{m.get('name', '')} {m.get('version', '')}"),
+        ("bundle", f"{m.name} {m.version}" if m else None),
     ]])
 
     sample = c["sample"]
