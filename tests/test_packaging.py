@@ -37,10 +37,24 @@ def test_pip_wheel_from_a_checkout_leaves_no_build_or_egg_info(checkout, tmp_pat
     assert _tree(checkout) == before  # no build/, no kws_edge.egg-info, nothing else
     (wheel,) = wheels.glob("kws_edge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("kws_edge/default_bundle/manifest.json", "kws_edge/workstation/web/index.html", "kws_edge/training/fit.py",
-                   "kws_edge/converters/cli.py", "kws_edge/devices/x86-64.toml"):
+    for needed in ("kws_edge/default_bundle/manifest.json", "kws_edge/workstation/web/index.html",
+                   "kws_edge/training/fit.py", "kws_edge/converters/cli.py", "kws_edge/devices/x86-64.toml",
+                   "kws_edge/bundle/manifest.py", "kws_edge/pipeline/cli.py", "kws_edge/workstation/cli.py"):
         assert needed in names, needed
     assert not any(n.startswith("_packaging") for n in names)  # the build backend is not installed
+    wheel_file = zipfile.ZipFile(wheel)
+    meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    metadata = wheel_file.read(meta).decode()
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    base = [line for line in requires if "extra ==" not in line]
+    for library in ("filelock", "matplotlib", "aiohttp", "tensorflow"):  # a Pi installs none of these unasked
+        assert not any(library in line for line in base), (library, base)
+    assert any("filelock" in line and 'extra == "workstation"' in line for line in requires)
+    entry_points = wheel_file.read(meta.replace("METADATA", "entry_points.txt")).decode()
+    assert "[kws_edge.commands]" in entry_points  # commands of the rooms above the runtime, registered from above
+    for line in ("registry = kws_edge.workstation.cli:registry", "pipeline = kws_edge.pipeline.cli:pipeline",
+                 "evaluate = kws_edge.pipeline.cli:evaluate_command"):
+        assert line in entry_points, line
 
 
 def test_editable_builds_still_come_from_the_source_tree(checkout, tmp_path):
