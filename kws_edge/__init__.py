@@ -2,8 +2,10 @@
 
 The runtime needs numpy and one TFLite interpreter (and click for the CLI);
 it never imports TensorFlow, nor scipy (WAV files are read by kws_edge.audio's own block reader).
-Training (``kws_edge.training``)
-and conversion (``kws_edge.converters``) come with the ``train`` extra.
+The rooms above it import it, never the other way round (docs/ARCHITECTURE.md): training
+(``kws_edge.training``) and conversion (``kws_edge.converters``) come with the ``train`` extra, the
+pipeline (``kws_edge.pipeline``) on top of them, and the workstation tools (``kws_edge.workstation``:
+registry, monitor, web view) with the ``workstation`` extra.
 """
 
 from __future__ import annotations
