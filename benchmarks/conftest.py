@@ -15,7 +15,7 @@ Run: ``pytest benchmarks/ [--device PROFILE] [--benchmark-json=bench.json]``
   the interleaved rounds of the detector suites (default 3).
 * ``KWS_BENCH_INJECT=slow_mfcc`` makes the streaming path recompute a whole
   window of MFCC every hop: a deliberate regression that the ratio gate must
-  catch (used by tests/test_bench_gates.py).
+  catch (used by tests/ops/test_bench_gates.py).
 
 Math libraries are pinned to one thread (before numpy loads) so CPU time is
 the cost on one core and no BLAS thread spins inflate it.

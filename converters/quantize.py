@@ -77,7 +77,7 @@ def configure_int8(converter: Any, representative: Any, *, per_channel: bool = T
     ``representative`` is the converter's representative-dataset callable. Builtin int8 kernels only, so
     an operator without one fails here, not on the device. ``per_channel=False`` gives every weight
     tensor one scale (``_experimental_disable_per_channel``: the converter's own switch, private in
-    TF 2.21; tests/test_quantize_per_tensor.py fails if it stops taking effect).
+    TF 2.21; tests/converters/test_quantize_per_tensor.py fails if it stops taking effect).
     """
     tf = import_tensorflow("conversion")
 

@@ -197,7 +197,7 @@ def _mel_to_hz(mel):
 def mel_filterbank(n_filters: int, fft_size: int, sample_rate_hz: int, low_hz: float, high_hz: float) -> np.ndarray:
     """Triangular mel filters ``(n_filters, fft_size // 2 + 1)``: python_speech_features'
     ``get_filterbanks``, the same arithmetic written out (psf imports scipy, which the device does not
-    need; tests/test_runtime_features.py checks the two are equal value for value)."""
+    need; tests/runtime/test_runtime_features.py checks the two are equal value for value)."""
     points = np.linspace(_hz_to_mel(low_hz), _hz_to_mel(high_hz), n_filters + 2)
     bins = np.floor((fft_size + 1) * _mel_to_hz(points) / sample_rate_hz)
     fbank = np.zeros([n_filters, fft_size // 2 + 1])

@@ -5,7 +5,7 @@ defaults (a Kaiser-windowed sinc low-pass, beta 5, ``10 * max(up, down)``
 taps each side, cutoff at the lower Nyquist frequency, zero padding at both
 ends), computed in float64: the filter is split into its ``up`` phases and
 every output sample is one dot product of a phase with the input samples
-under it. tests/test_runtime_audio.py checks it against scipy's (within
+under it. tests/runtime/test_runtime_audio.py checks it against scipy's (within
 1e-6; scipy filters float32 input in float32).
 """
 

@@ -1,7 +1,9 @@
 """Shared fixtures: a seeded ``rng``, the tone test bundle, a ``tmp_wav`` factory, a virtual microphone.
 
+The tests lie in folders by room (runtime, training, converters, ops, pipeline); shared builders and
+helpers are the ``support`` package (``tests/support``, on the path through pytest's ``pythonpath``).
 The tone bundle (``tests/data/tone_bundle/``) is a tiny int8 model trained on
-synthetic tone patterns by ``tests/make_tone_bundle.py``; tests use it for
+synthetic tone patterns by ``support.tone_bundle``; tests use it for
 detector and CLI behaviour without depending on the real default bundle.
 """
 
@@ -12,19 +14,15 @@ import shutil
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-TESTS_DIR = Path(__file__).resolve().parent
-DATA_DIR = TESTS_DIR / "data"
-TONE_BUNDLE = DATA_DIR / "tone_bundle"
+from support import DATA_DIR
 
-if str(TESTS_DIR) not in sys.path:  # make_tone_bundle, tflite_builder
-    sys.path.insert(0, str(TESTS_DIR))
+TONE_BUNDLE = DATA_DIR / "tone_bundle"
 
 
 @pytest.fixture
@@ -86,17 +84,6 @@ def tmp_wav(tmp_path) -> WavFactory:
     return make
 
 
-def write_pcm16(path: Path, samples: np.ndarray, rate_hz: int = 16000) -> Path:
-    """Plain 16-bit mono WAV with the standard library (for playing through paplay)."""
-    pcm = np.clip(np.round(np.asarray(samples) * 32767), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as wf:
-        wf.setnchannels(1)
-        wf.setsampwidth(2)
-        wf.setframerate(rate_hz)
-        wf.writeframes(pcm.tobytes())
-    return path
-
-
 # -- virtual microphone: PulseAudio null sink, its monitor as the default source ---------------
 
 VMIC_SINK = "kws_vmic"
@@ -151,10 +138,3 @@ def virtual_mic(tmp_path_factory) -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def kws_subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR.parent), env.get("PYTHONPATH", "")) if p)
-    return env

@@ -45,7 +45,7 @@ waiting until the coordination heartbeat times out (``HEARTBEAT_TIMEOUT_S``).
 The training arrays are held in memory on every worker. BatchNorm statistics
 are per replica and dropout masks are drawn per replica, so models with BatchNorm or dropout match a one-worker run only
 statistically; without them (e.g. ``tiny_conv`` with ``dropout = 0``) they match
-within float summation order (tests/test_distribute_multiworker.py).
+within float summation order (tests/training/test_distribute_multiworker.py).
 """
 
 from __future__ import annotations

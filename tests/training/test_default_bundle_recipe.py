@@ -1,0 +1,86 @@
+"""The shipped bundle's recipe: refuses a dirty tree; the manifest clean-up script keeps every fact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "training" / "recipes" / "make_default_bundle.sh"
+CLEAN = REPO / "training" / "recipes" / "clean_manifest_paths.py"
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t"})
+
+
+@pytest.fixture
+def recipe_repo(tmp_path):
+    """A git repository holding the recipe, with stand-in kws-train/kws-convert that record being called."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    (repo / "training" / "recipes").mkdir(parents=True)
+    (repo / "kws_edge" / "default_bundle").mkdir(parents=True)
+    shutil.copy(RECIPE, repo / "training" / "recipes" / RECIPE.name)
+    (repo / "kws_edge" / "default_bundle" / "manifest.json").write_text("{}\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "init")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("kws-train", "kws-convert"):
+        (bin_dir / tool).write_text(f"#!/bin/sh\necho {tool} >> {tmp_path / 'called'}\nexit 3\n")
+        (bin_dir / tool).chmod(0o755)
+    return repo, bin_dir, tmp_path / "called"
+
+
+def _run(repo: Path, bin_dir: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "training/recipes/make_default_bundle.sh", str(repo / "data"), str(repo / "work")],
+                          cwd=repo, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                               "TEACHER_SEEDS": "", **env})
+
+
+def test_recipe_refuses_a_dirty_tree_for_the_shipped_bundle(recipe_repo):
+    repo, bin_dir, called = recipe_repo
+    (repo / "kws_edge" / "default_bundle" / "manifest.json").write_text('{"changed": 1}\n')
+    proc = _run(repo, bin_dir)
+    assert proc.returncode == 2
+    assert "uncommitted changes" in proc.stderr and "ALLOW_DIRTY=1" in proc.stderr
+    assert not called.exists()  # nothing was trained
+    proc = _run(repo, bin_dir, ALLOW_DIRTY="1")  # the explicit override goes on (to the stand-in trainer)
+    assert proc.returncode == 3 and called.read_text().split() == ["kws-train"]
+
+
+def test_recipe_runs_on_a_clean_tree(recipe_repo):
+    repo, bin_dir, called = recipe_repo
+    proc = _run(repo, bin_dir)
+    assert proc.returncode == 3 and called.read_text().split() == ["kws-train"], proc.stderr
+
+
+def test_clean_manifest_paths_changes_only_absolute_paths(tmp_path):
+    manifest = {"name": "x", "provenance": {"run_dir": "/build/box/ship/run", "git_commit": "abc+dirty",
+                                            "run": {"distilled_from": [{"path": "/build/box/t1", "seed": 1}]},
+                                            "config": {"data": "../shared/data/sc"}},
+                "budgets": {"profile": {"path": "/src/devices/x86-64.toml", "name": "x86-64"}}}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    proc = subprocess.run([sys.executable, str(CLEAN), str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "3 absolute paths replaced" in proc.stdout, proc.stderr
+    cleaned = json.loads(path.read_text())
+    assert cleaned["provenance"]["run_dir"] == "run"
+    assert cleaned["provenance"]["run"]["distilled_from"] == [{"path": "t1", "seed": 1}]
+    assert cleaned["provenance"]["git_commit"] == "abc+dirty"  # facts stay as recorded
+    assert cleaned["provenance"]["config"]["data"] == "../shared/data/sc"  # relative: as given
+    assert cleaned["budgets"]["profile"] == {"path": "x86-64.toml", "name": "x86-64"}
+    proc = subprocess.run([sys.executable, str(CLEAN), str(path)], capture_output=True, text=True, timeout=60)
+    assert "0 absolute paths replaced" in proc.stdout  # idempotent
