@@ -211,6 +211,11 @@ class Engine:
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"the model cannot be loaded by {self.backend}: {exc}") from None
+        # The native wrapper's Invoke (ai_edge_litert, tflite_runtime and tf.lite keep it as `_interpreter`):
+        # the Python invoke() only adds a check for numpy views of the interpreter's buffers, which the scorers
+        # hold on purpose (kws_edge.scoring.bind_tensors); the buffers never move after allocate_tensors().
+        native = getattr(self._interp, "_interpreter", None)
+        self._invoke = native.Invoke if callable(getattr(native, "Invoke", None)) else self._interp.invoke
         self.inputs = [_info(d) for d in self._interp.get_input_details()]
         self.outputs = [_info(d) for d in self._interp.get_output_details()]
         self._in_dtypes = [np.dtype(t.dtype) for t in self.inputs]
@@ -249,7 +254,7 @@ class Engine:
         self._check_arity(inputs)
         for info, x in zip(self.inputs, inputs):
             interp.set_tensor(info.index, self.quantize(np.reshape(x, info.shape), info))
-        interp.invoke()
+        self._invoke()
         self.n_invocations += 1
         return [self.dequantize(interp.get_tensor(o.index), o) for o in self.outputs]
 
@@ -259,7 +264,7 @@ class Engine:
         self._check_arity(inputs)
         for info, x in zip(self.inputs, inputs):
             interp.set_tensor(info.index, x)
-        interp.invoke()
+        self._invoke()
         self.n_invocations += 1
         return [interp.get_tensor(o.index) for o in self.outputs]
 

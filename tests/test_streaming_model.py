@@ -26,7 +26,7 @@ from kws_edge.converters.streaming import (  # noqa: E402
 )
 from kws_edge.engine import Engine  # noqa: E402
 from kws_edge.errors import ConfigError, ConversionError  # noqa: E402
-from kws_edge.streaming import StreamingRunner  # noqa: E402
+from kws_edge.streaming import StreamingScorer  # noqa: E402
 from kws_edge.training import streaming_model as sm  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -180,8 +180,8 @@ def test_int8_conversion_state_calibration_and_bundle(tmp_path):
     bundle = load_bundle(out)
     assert bundle.streaming_model_bytes == conv.model_bytes
     assert bundle.manifest.metrics["streaming"]["note"] == "test"
-    runner = StreamingRunner(bundle)
-    post, counts = runner.process(rng.standard_normal((80, 10)).astype(np.float32))
+    scores = StreamingScorer(bundle).score(rng.standard_normal((80, 10)).astype(np.float32))
+    post, counts = scores.posteriors, scores.frame_counts
     assert post.shape == (len(counts), 4) and np.allclose(post.sum(1), 1.0, atol=0.05)
     from kws_edge.converters.analysis import analyze_model
 

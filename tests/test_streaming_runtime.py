@@ -21,7 +21,7 @@ from kws_edge.errors import AudioFormatError, BundleError, ConfigError
 from kws_edge.features import mfcc
 from kws_edge.model import KwsModel
 from kws_edge.smoothing import DetectorConfig, PosteriorSmoother
-from kws_edge.streaming import EnergyGate, StreamingRunner, gate_threshold_c0
+from kws_edge.streaming import EnergyGate, StreamingScorer, gate_threshold_c0
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -49,6 +49,12 @@ def tone_stream() -> np.ndarray:
     return tone.stream(events, 44.0, rng)
 
 
+def _rows(scorer: StreamingScorer, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posteriors and frame counts of one score() call."""
+    scores = scorer.score(frames)
+    return scores.posteriors, scores.frame_counts
+
+
 def _window_scores(model: KwsModel, feats: np.ndarray, counts: np.ndarray) -> np.ndarray:
     n = model.window_frames
     return np.stack([model.scores_features(feats[c - n:c]) for c in counts])
@@ -56,8 +62,8 @@ def _window_scores(model: KwsModel, feats: np.ndarray, counts: np.ndarray) -> np
 
 def test_streaming_rows_match_window_model(bundle, tone_stream):
     feats = mfcc(tone_stream, bundle.manifest.features)
-    runner = StreamingRunner(bundle)
-    post, counts = runner.process(feats)
+    runner = StreamingScorer(bundle)
+    post, counts = _rows(runner, feats)
     model = KwsModel(bundle)
     # one row per frame from the first complete window on; blocks leave < block_frames waiting
     assert counts[0] == model.window_frames
@@ -75,10 +81,10 @@ def test_streaming_rows_match_window_model(bundle, tone_stream):
 @pytest.mark.parametrize("frames_per_call", [1, 3, 7, 50])
 def test_runner_is_chunking_invariant(bundle, tone_stream, frames_per_call):
     feats = mfcc(tone_stream[: 16000 * 8], bundle.manifest.features)
-    runner = StreamingRunner(bundle)
-    whole_post, whole_counts = runner.process(feats)
+    runner = StreamingScorer(bundle)
+    whole_post, whole_counts = _rows(runner, feats)
     runner.reset()
-    parts = [runner.process(feats[i:i + frames_per_call]) for i in range(0, len(feats), frames_per_call)]
+    parts = [_rows(runner, feats[i:i + frames_per_call]) for i in range(0, len(feats), frames_per_call)]
     post = np.concatenate([p for p, _ in parts])
     counts = np.concatenate([c for _, c in parts])
     assert np.array_equal(counts, whole_counts)
@@ -87,10 +93,10 @@ def test_runner_is_chunking_invariant(bundle, tone_stream, frames_per_call):
 
 def test_reset_restores_the_zero_state(bundle, tone_stream):
     feats = mfcc(tone_stream[: 16000 * 4], bundle.manifest.features)
-    runner = StreamingRunner(bundle)
-    first, _ = runner.process(feats)
+    runner = StreamingScorer(bundle)
+    first, _ = _rows(runner, feats)
     runner.reset()
-    again, _ = runner.process(feats)
+    again, _ = _rows(runner, feats)
     assert np.array_equal(first, again)
     assert runner.stats.frames_in == len(feats)
 
@@ -149,7 +155,7 @@ def test_bundle_without_streaming_model(bundle):
     with pytest.raises(BundleError, match="no streaming model"):
         KeywordDetector(plain, streaming=True)
     with pytest.raises(BundleError, match="no streaming model"):
-        StreamingRunner(plain)
+        StreamingScorer(plain)
 
 
 # ----------------------------------------------------------------------------- energy gate
@@ -167,10 +173,10 @@ def _gapped_stream(rng: np.random.Generator) -> np.ndarray:
 def test_gate_skips_quiet_stretches_and_resumes_exactly(bundle):
     audio = _gapped_stream(np.random.default_rng(2))
     feats = mfcc(audio, bundle.manifest.features)
-    plain = StreamingRunner(bundle)
-    gated = StreamingRunner(bundle, gate=EnergyGate(level_dbfs=-70.0))
-    p_ref, c_ref = plain.process(feats)
-    parts = [gated.process(feats[i:i + 5]) for i in range(0, len(feats), 5)]
+    plain = StreamingScorer(bundle)
+    gated = StreamingScorer(bundle, gate=EnergyGate(level_dbfs=-70.0))
+    p_ref, c_ref = _rows(plain, feats)
+    parts = [_rows(gated, feats[i:i + 5]) for i in range(0, len(feats), 5)]
     p_g = np.concatenate([p for p, _ in parts])
     c_g = np.concatenate([c for _, c in parts])
     assert np.array_equal(c_g, c_ref)
@@ -300,9 +306,9 @@ def test_interval_ms_halves_the_calls_and_keeps_every_detection(bundle, tone_str
     assert ref.streaming.blocks_per_call == 1
     slow = KeywordDetector(bundle, interval_ms=interval_ms)
     assert slow.streaming.blocks_per_call == blocks
-    calls = []
-    inner = slow._mfcc.process
-    slow._mfcc.process = lambda chunk: calls.append(len(chunk)) or inner(chunk)
+    calls = []  # features and model run once per call of the scorer
+    inner = slow.scorer.score
+    slow.scorer.score = lambda frames: calls.append(len(frames)) or inner(frames)
     a = detect_samples(ref, audio, chunk_samples=1600)
     b = detect_samples(slow, audio, chunk_samples=1600)
     assert a and [d.to_dict() for d in a] == [d.to_dict() for d in b]  # same label, time and score
@@ -315,7 +321,7 @@ def test_default_interval_is_two_blocks_of_the_shipped_model(bundle):
     from kws_edge.detector import DEFAULT_INTERVAL_MS
 
     shipped = KeywordDetector.from_bundle()
-    block_ms = shipped.streaming.block_frames * shipped.model.features.hop_ms
+    block_ms = shipped.streaming.block_frames * shipped.features.hop_ms
     assert (DEFAULT_INTERVAL_MS, block_ms) == (200.0, 100.0)
     assert shipped.streaming.blocks_per_call == 2
     assert KeywordDetector(bundle).streaming.blocks_per_call == KeywordDetector(bundle, interval_ms=200.0).streaming.blocks_per_call
@@ -327,7 +333,7 @@ def test_interval_ms_needs_a_streaming_model_and_a_positive_value(bundle):
     with pytest.raises(ConfigError, match="interval_ms=0"):
         KeywordDetector(bundle, interval_ms=0)
     with pytest.raises(ConfigError, match="blocks_per_call=0"):
-        StreamingRunner(bundle, blocks_per_call=0)
+        StreamingScorer(bundle, blocks_per_call=0)
     assert KeywordDetector.from_bundle(BUNDLE, interval_ms=300.0).streaming.blocks_per_call == 3
     # a loaded bundle works as well as a path
     loaded = KeywordDetector.from_bundle(bundle, interval_ms=300.0, thresholds=0.5)
