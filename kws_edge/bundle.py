@@ -12,7 +12,6 @@ and size, and the internal consistency of the manifest, and raises
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Optional
 
 from .atomic import atomic_directory
 from .config import from_dict, short_repr, to_dict
+from .digest import sha256
 from .errors import BundleError, ConfigError
 from .features import MfccConfig, Normalization
 from .portable import portable_json
@@ -50,7 +50,7 @@ MODEL_NAME = "model.tflite"
 
 
 def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

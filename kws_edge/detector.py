@@ -168,7 +168,8 @@ class KeywordDetector:
     @telemetry.setter
     def telemetry(self, value: Any) -> None:
         self._telemetry = value
-        self._fast = value is None  # without telemetry, int16 chunks that complete nothing take the first branch
+        if hasattr(self, "_held_dtype"):
+            self._update_light_path()
 
     @property
     def backend(self) -> str:
@@ -200,11 +201,17 @@ class KeywordDetector:
         self.scorer.reset()
         self._held: list[bytes] = []  # validated audio held back until the scorer's frames are due
         self._held_dtype = _INT16  # sample type of the held audio (int16, or float32 once a float chunk came)
-        self._held_samples = 0
-        self._due_samples = self._mfcc.samples_until(self.scorer.frames_due())
-        self.n_samples = 0
+        # samples that complete the frames the scorer wants next, counted from the last model call, and
+        # those still to come (held audio: the difference)
+        self._due_samples = self._room = self._mfcc.samples_until(self.scorer.frames_due())
+        self._update_light_path()
         self.n_evaluations = 0
         self._last_rows: np.ndarray | None = None
+
+    @property
+    def n_samples(self) -> int:
+        """Audio samples processed since ``reset()`` (held ones included)."""
+        return self._mfcc.n_samples_seen + self._due_samples - self._room
 
     @property
     def n_frames(self) -> int:
@@ -240,12 +247,11 @@ class KeywordDetector:
         tens of microseconds. int16 chunks (what a microphone gives) need no
         checks but their type; float32 chunks are checked for NaN and range.
         """
-        if type(chunk) is _NDARRAY and chunk.dtype is self._held_dtype is _INT16 and chunk.ndim == 1 and self._fast:
-            held = self._held_samples + len(chunk)
-            if held < self._due_samples:
+        if type(chunk) is _NDARRAY and chunk.dtype is self._light_dtype and chunk.ndim == 1:
+            room = self._room - len(chunk)
+            if room > 0:
                 self._held.append(chunk.tobytes())
-                self._held_samples = held
-                self.n_samples += len(chunk)
+                self._room = room
                 return []
         return self._process(chunk)
 
@@ -255,23 +261,25 @@ class KeywordDetector:
             if self._held_dtype == _INT16:
                 self._held[:] = [to_float32(np.frombuffer(b"".join(self._held), _INT16)).tobytes()]
                 self._held_dtype = audio.dtype
+                self._update_light_path()
             else:
                 audio = to_float32(audio)
-        n = audio.size
         self._held.append(audio.tobytes())
-        self._held_samples += n
-        self.n_samples += n
+        self._room -= audio.size
         tel = self._telemetry
-        if self._held_samples < self._due_samples:
+        if self._room > 0:
             if tel is not None:
                 tel.observe(to_float32(audio), self._no_frames)
             return []
         frames = self._mfcc.process_bytes(b"".join(self._held), self._held_dtype)
         self._held.clear()
-        self._held_samples = 0
         detections = self._score(frames, audio)
-        self._due_samples = self._mfcc.samples_until(self.scorer.frames_due())
+        self._due_samples = self._room = self._mfcc.samples_until(self.scorer.frames_due())
         return detections
+
+    def _update_light_path(self) -> None:
+        """int16 chunks that complete nothing take process()'s first branch: no telemetry, int16 held."""
+        self._light_dtype = _INT16 if self._telemetry is None and self._held_dtype is _INT16 else None
 
     def _score(self, frames: np.ndarray, audio: np.ndarray) -> list[Detection]:
         """Frames -> scorer -> smoother -> callbacks and telemetry (one observation per chunk)."""
