@@ -276,7 +276,10 @@ class _Work:
     def __init__(self, plan: _Plan, n_frames: int) -> None:
         self.n_frames = n_frames
         self.padded = np.zeros((n_frames, plan.config.fft_size_samples), np.float64)  # tail stays zero
+        self.windowed = self.padded[:, :plan.config.window_samples]  # the part the window product writes
         self.spec = np.empty((n_frames, plan.n_bins), np.complex128)
+        pairs = self.spec.view(np.float64)  # (n, 2 * n_bins): re, im, re, im, ...
+        self.pairs, self.re, self.im = pairs, pairs[:, 0::2], pairs[:, 1::2]
         self.power = np.empty((n_frames, plan.n_bins), np.float64)
         self.mel = np.empty((n_frames, plan.n_mel + 1), np.float64)
         #: pre-emphasised samples of one call (grows on demand)
@@ -310,16 +313,16 @@ def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None, *,
     if work is None or work.n_frames < n:
         work = _Work(plan, max(n, 1))
     padded = work.padded[:n]
-    np.multiply(frames, plan.window if window is None else window, out=padded[:, :frames.shape[1]])
+    np.multiply(frames, plan.window if window is None else window, out=work.windowed[:n])
     if _RFFT_EVEN is not None and cfg.fft_size_samples % 2 == 0:
-        spec = _RFFT_EVEN(padded, 1, out=work.spec[:n])
-    elif _RFFT_HAS_OUT:  # pragma: no cover - odd FFT sizes
-        spec = np.fft.rfft(padded, axis=1, out=work.spec[:n])
-    else:  # pragma: no cover - numpy < 2 (Debian bullseye's python3-numpy)
+        _RFFT_EVEN(padded, 1, out=work.spec[:n])
+        pairs, re, im = work.pairs[:n], work.re[:n], work.im[:n]
+    else:  # pragma: no cover - odd FFT sizes, numpy < 2 (Debian bullseye's python3-numpy)
         spec = np.fft.rfft(padded, axis=1)
-    pairs = spec.view(np.float64)  # (n, 2 * n_bins): re, im, re, im, ...
+        pairs = spec.view(np.float64)
+        re, im = pairs[:, 0::2], pairs[:, 1::2]
     np.multiply(pairs, pairs, out=pairs)
-    power = np.add(pairs[:, 0::2], pairs[:, 1::2], out=work.power[:n])  # re^2 + im^2
+    power = np.add(re, im, out=work.power[:n])  # re^2 + im^2
     mel = np.matmul(power, plan.power_t, out=work.mel[:n])  # (n, n_mel + 1): mel energies, frame energy
     np.maximum(mel, cfg.energy_floor, out=mel)
     np.log(mel, out=mel)
@@ -327,14 +330,12 @@ def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None, *,
 
 
 def _frame(signal: np.ndarray, n_frames: int, window_samples: int, hop_samples: int, first: int = 0) -> np.ndarray:
-    """Read-only view of ``n_frames`` overlapping frames of a contiguous 1-D array from sample ``first`` (no copy).
+    """View of ``n_frames`` overlapping frames of a contiguous 1-D array from sample ``first`` (no copy).
 
     Built with the ndarray constructor: a fraction of ``as_strided``'s Python overhead.
     """
     step = signal.strides[0]
-    view = np.ndarray((n_frames, window_samples), signal.dtype, signal, first * step, (hop_samples * step, step))
-    view.flags.writeable = False
-    return view
+    return np.ndarray((n_frames, window_samples), signal.dtype, signal, first * step, (hop_samples * step, step))
 
 
 def _emphasised_cepstra(x: np.ndarray, n_frames: int, plan: _Plan, work: _Work | None = None) -> np.ndarray:
@@ -439,7 +440,8 @@ class StreamingMfcc:
         The caller vouches for the samples (int16, or finite float32 in about [-1, 1]):
         :func:`kws_edge.audio.validate_audio` checks chunks at the public entry points.
         """
-        dtype = np.dtype(dtype)
+        if not isinstance(dtype, np.dtype):
+            dtype = np.dtype(dtype)
         tail = self._tail
         if dtype != self._dtype:
             if self._dtype is None:  # stream start: the sample before the first one is 0
