@@ -248,11 +248,11 @@ class KeywordDetector:
         checks but their type; float32 chunks are checked for NaN and range.
         """
         if type(chunk) is _NDARRAY and chunk.dtype is self._light_dtype and chunk.ndim == 1:
-            room = self._room - len(chunk)
-            if room > 0:
-                self._held.append(chunk.tobytes())
-                self._room = room
+            self._held.append(chunk.tobytes())
+            self._room -= len(chunk)
+            if self._room > 0:
                 return []
+            return self._run(chunk)  # (an int16 chunk needs no other check)
         return self._process(chunk)
 
     def _process(self, chunk: np.ndarray) -> list[Detection]:
@@ -271,8 +271,13 @@ class KeywordDetector:
             if tel is not None:
                 tel.observe(to_float32(audio), self._no_frames)
             return []
-        frames = self._mfcc.process_bytes(b"".join(self._held), self._held_dtype)
-        self._held.clear()
+        return self._run(audio)
+
+    def _run(self, audio: np.ndarray) -> list[Detection]:
+        """The held audio (``audio``: the chunk that completed it) -> frames -> scorer -> smoother."""
+        held = self._held
+        frames = self._mfcc.process_bytes(b"".join(held), self._held_dtype)
+        held.clear()
         detections = self._score(frames, audio)
         self._due_samples = self._room = self._mfcc.samples_until(self.scorer.frames_due())
         return detections

@@ -275,8 +275,7 @@ class _Work:
 
     def __init__(self, plan: _Plan, n_frames: int) -> None:
         self.n_frames = n_frames
-        self.padded = np.zeros((n_frames, plan.config.fft_size_samples), np.float64)  # tail stays zero
-        self.windowed = self.padded[:, :plan.config.window_samples]  # the part the window product writes
+        self.windowed = np.empty((n_frames, plan.config.window_samples), np.float64)
         self.spec = np.empty((n_frames, plan.n_bins), np.complex128)
         pairs = self.spec.view(np.float64)  # (n, 2 * n_bins): re, im, re, im, ...
         self.pairs, self.re, self.im = pairs, pairs[:, 0::2], pairs[:, 1::2]
@@ -299,10 +298,10 @@ def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None, *,
              window: np.ndarray | None = None) -> np.ndarray:
     """MFCC of pre-emphasised, un-windowed frames [shape=(n, window_samples), float64].
 
-    ``frames`` may be any (strided) view. Windowed frames are written straight
-    into a zero-padded FFT buffer: the same numbers as ``rfft(frames * window,
-    fft_size)`` (bit for bit), without its padding copy. With ``work`` (enough
-    rows) no buffer is allocated but the result. ``window``: the plan's window
+    ``frames`` may be any (strided) view. The FFT pads each windowed frame with
+    zeros to ``fft_size`` itself (numpy's kernel takes the output length): the
+    same numbers as ``rfft(frames * window, fft_size)``, bit for bit. With
+    ``work`` (enough rows) no buffer is allocated but the result. ``window``: the plan's window
     (default), or ``plan.window_int16`` for frames in int16 sample units.
     """
     n = len(frames)
@@ -312,13 +311,12 @@ def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None, *,
     cfg = plan.config
     if work is None or work.n_frames < n:
         work = _Work(plan, max(n, 1))
-    padded = work.padded[:n]
-    np.multiply(frames, plan.window if window is None else window, out=work.windowed[:n])
+    windowed = np.multiply(frames, plan.window if window is None else window, out=work.windowed[:n])
     if _RFFT_EVEN is not None and cfg.fft_size_samples % 2 == 0:
-        _RFFT_EVEN(padded, 1, out=work.spec[:n])
+        _RFFT_EVEN(windowed, 1, out=work.spec[:n])  # the output length sets the FFT size: zero-padded
         pairs, re, im = work.pairs[:n], work.re[:n], work.im[:n]
     else:  # pragma: no cover - odd FFT sizes, numpy < 2 (Debian bullseye's python3-numpy)
-        spec = np.fft.rfft(padded, axis=1)
+        spec = np.fft.rfft(windowed, n=cfg.fft_size_samples, axis=1)
         pairs = spec.view(np.float64)
         re, im = pairs[:, 0::2], pairs[:, 1::2]
     np.multiply(pairs, pairs, out=pairs)
