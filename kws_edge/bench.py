@@ -299,6 +299,12 @@ from kws_edge.detector import KeywordDetector
 t1 = time.perf_counter()
 det = KeywordDetector.from_bundle(sys.argv[1])
 t2 = time.perf_counter()
+audio_s = float(sys.argv[2])
+if audio_s > 0:  # then stream int16 noise in 100 ms blocks, as a microphone would (made block by block:
+    import numpy as np  # a whole signal made up front, or numpy.random, would count in the peak itself)
+    block = det.sample_rate_hz // 10
+    for start in range(0, int(audio_s * det.sample_rate_hz), block):
+        det.process(((np.arange(start, start + block) * 7919) % 601 - 300).astype(np.int16))
 import resource
 peak_kb = None
 try:  # this process's own high-water mark; ru_maxrss on Linux also holds what it inherited at fork
@@ -313,19 +319,22 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1,
 """
 
 
-def cold_start(bundle_path: str | Path, *, python: str | None = None, repeats: int = 1) -> dict[str, Any]:
+def cold_start(bundle_path: str | Path, *, python: str | None = None, repeats: int = 1,
+               audio_s: float = 0.0) -> dict[str, Any]:
     """Import kws_edge and load a bundle into a detector in a fresh interpreter; best of ``repeats``.
 
     Returns wall seconds (import, load, total as seen by the parent), the
     child's CPU seconds, whether TensorFlow got imported (it must not), and
     the child's own peak RSS (``VmHWM`` of /proc/self/status where there is one: on Linux the
-    child's ``ru_maxrss`` starts at the peak of the process that started it).
+    child's ``ru_maxrss`` starts at the peak of the process that started it). With ``audio_s`` the
+    child then streams that much int16 noise through the detector in 100 ms blocks before its peak
+    RSS is read (what a device holds while it listens).
     """
     best: dict[str, Any] | None = None
     for _ in range(max(1, repeats)):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.run([python or sys.executable, "-c", _COLD_START_CODE, str(bundle_path)],
+        proc = subprocess.run([python or sys.executable, "-c", _COLD_START_CODE, str(bundle_path), str(float(audio_s))],
                               capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
