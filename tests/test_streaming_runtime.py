@@ -401,3 +401,118 @@ def test_a_bad_chunk_is_refused_at_once_and_loses_no_held_audio(bundle, tone_str
         events += [d.to_dict() for d in det.process(audio[i:i + 160])]
         rows.append((det.n_evaluations, det.last_posteriors.tolist()))
     assert (events, rows) == ref
+
+
+# ----------------------------------------------------------------------------- the public scorer API (issue 19)
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_on_posteriors_reports_every_evaluated_row_with_its_time(bundle, tone_stream, streaming):
+    """Every row the smoother sees, in order, with the end of its window; the same for any chunking."""
+    audio = tone_stream[: 16000 * 8]
+    got = {}
+    for chunk in (160, 1600, len(audio)):
+        det = KeywordDetector(bundle, streaming=streaming)
+        rows, times = [], []
+        det.on_posteriors(lambda p, t: (rows.append(np.array(p)), times.append(np.array(t))))
+        events = detect_samples(det, audio, chunk_samples=chunk, flush=True)
+        post, t = np.concatenate(rows), np.concatenate(times)
+        assert len(post) == len(t) == det.n_evaluations
+        n = det.features.frames_per_clip  # evaluation e ends at frame n + e (stride 1), as the window path counts
+        assert np.array_equal(t, ((n + np.arange(len(t)) - 1) * 320 + 640) / 16000)
+        assert np.array_equal(post[-1], det.last_posteriors)
+        assert {e.time_s for e in events} <= set(t.tolist())  # a detection carries the time of its row
+        got[chunk] = (post, t, [e.to_dict() for e in events])
+    ref = got[len(audio)]
+    for post, t, events in got.values():
+        assert np.array_equal(post, ref[0]) and np.array_equal(t, ref[1]) and events == ref[2]
+
+
+def test_scorers_are_public_and_interchangeable(bundle, tone_stream):
+    """Both scorers keep the Scorer protocol: frames in, rows with their frame counts out; the detector
+    runs whichever it was given, and the window model is only loaded when it runs."""
+    from kws_edge.scoring import Scorer, Scores, WindowScorer
+
+    feats = mfcc(tone_stream[: 16000 * 4], bundle.manifest.features)
+    window = KwsModel(bundle)
+    scorers = {"streaming": StreamingScorer(bundle), "window": WindowScorer(window, stride_hops=2)}
+    for name, scorer in scorers.items():
+        assert isinstance(scorer, Scorer), name
+        assert scorer.labels == bundle.manifest.labels and scorer.window_frames == 49
+        scores = scorer.score(feats)
+        assert isinstance(scores, Scores) and scores.first_frame == 49
+        counts = scores.frame_counts
+        assert counts[0] == 49 and np.all(np.diff(counts) == scores.step_frames)
+        assert scores.step_frames == (2 if name == "window" else 1)
+        ends = scores.end_samples(window_samples=640, hop_samples=320)
+        assert np.array_equal(ends, (counts - 1) * 320 + 640)
+        assert 1 <= scorer.frames_due() <= 10
+    # the streaming rows every other hop are the window scorer's evaluations (same windows, int8 tolerance)
+    s, w = scorers["streaming"], scorers["window"]
+    s.reset(), w.reset()
+    every = s.score(feats).every(2, first_window_frames=49)
+    rows = w.score(feats)
+    n = min(len(every.posteriors), len(rows.posteriors))
+    assert np.array_equal(every.frame_counts[:n], rows.frame_counts[:n])
+    assert np.abs(every.posteriors[:n] - rows.posteriors[:n]).max() <= INT8_MAX_ABS
+    # the detector: the window model's interpreter is built only on demand when the streaming model runs
+    det = KeywordDetector(bundle)
+    detect_samples(det, tone_stream[: 16000 * 2])
+    assert det._model is None and det.backend.startswith(det.scorer.engine.backend.split()[0])
+    assert det.model.window_frames == 49 and det._model is not None
+    assert isinstance(KeywordDetector(bundle, streaming=False).scorer, WindowScorer)
+
+
+def test_streaming_io_contract_is_one_definition(bundle):
+    """The runtime's contract (also used by kws-convert and the TFLM check): tensors by rank, block and context
+    from the model, the state fed back as it is when both state tensors share their quantisation."""
+    from kws_edge.engine import Engine
+    from kws_edge.streaming import StreamingIO, tensor_roles
+
+    io = StreamingIO(Engine(bundle.streaming_model_bytes))
+    assert (io.block_frames, io.context_frames) == (5, 4) and io.same_state_quantization
+    assert io.zero_state().shape == io.state_in.shape and np.all(io.zero_state() == io.state_in.zero_point)
+    assert tensor_roles([(1, 1232), (1, 9, 10)], [(1, 5, 4), (1, 1232)]) == (1, 0, 0, 1)
+    with pytest.raises(BundleError, match="2 inputs"):
+        tensor_roles([(1, 9, 10)], [(1, 5, 4), (1, 1232)])
+    with pytest.raises(ConfigError, match="ranks"):
+        tensor_roles([(1, 9), (1, 1232)], [(1, 5, 4), (1, 1232)], error=ConfigError)
+
+
+def test_one_frame_quantizer_for_both_models(bundle, tone_stream):
+    """FrameQuantizer is the models' input preparation: within one step of normalise-then-quantise, and the
+    streaming scorer and the window model prepare the same frames alike when their inputs share a scale."""
+    from kws_edge.scoring import FrameQuantizer
+
+    feats = mfcc(tone_stream[: 16000 * 4], bundle.manifest.features)
+    model = KwsModel(bundle)
+    q = FrameQuantizer(bundle.manifest.normalization, model.input)
+    two_steps = model.engine.quantize(bundle.manifest.normalization.apply(feats), model.input)
+    assert np.abs(q(feats).astype(int) - two_steps.astype(int)).max() <= 1
+    assert np.mean(q(feats) == two_steps) > 0.999
+    out = np.empty(feats.shape, q.dtype)
+    assert q(feats, out=out) is out and np.array_equal(out, model.prepare(feats))
+    scorer = StreamingScorer(bundle)
+    assert scorer.quantizer.tensor == scorer.io.frames
+
+
+def test_telemetry_attached_after_construction_sees_every_chunk(bundle, tone_stream):
+    """int16 chunks that complete nothing skip validation and telemetry only while no telemetry is attached."""
+    from kws_edge.telemetry import DetectorTelemetry
+
+    audio16 = (np.clip(tone_stream[: 16000 * 3], -1, 1) * 32767).astype(np.int16)
+    det = KeywordDetector(bundle)
+    det.telemetry = DetectorTelemetry.for_manifest(bundle.manifest)
+    for i in range(0, len(audio16), 160):
+        det.process(audio16[i:i + 160])
+    snap = det.telemetry.snapshot()
+    assert snap["samples"] == len(audio16) == det.n_samples and snap["evaluations"] == det.n_evaluations > 0
+    det.telemetry = None
+    det.reset()
+    assert det.process(audio16[:160]) == [] and det.n_samples == 160
+
+
+def test_energy_gate_needs_the_streaming_model_and_a_silence_label(bundle):
+    with pytest.raises(ConfigError, match="energy gate runs the streaming model"):
+        KeywordDetector(bundle, streaming=False, gate=EnergyGate())
+    with pytest.raises(ConfigError, match="energy gate runs the streaming model"):
+        KeywordDetector(load_bundle(WINDOW_ONLY_BUNDLE), gate=EnergyGate())
