@@ -51,11 +51,11 @@ PACED_AUDIO_S = 3.0
 TIGHT_AUDIO_S = 10.0
 WARMUP_S = 1.0
 CHUNKS_MS = (10, 30, 100)
-#: measured here 2026-12-07 (shared machine, a training job on both cores), three runs of this file with
-#: KWS_BENCH_ROUNDS=3: 2.3x, 2.4x, 2.5x at 10 ms and 2.5x, 2.8x, 2.9x at 100 ms (the code of 2026-12-03
-#: gave 1.7-2.6x and was gated at 1.3x). 1.8x keeps a margin of a fifth under the lowest and fails when
-#: the paced path loses a quarter of its lead over the peer.
-MIN_PEER_RATIO_PACED = 1.8
+#: measured here 2026-12-07 (shared machine, a training job on both cores), six runs of this file, 2-3
+#: rounds each: 2.2-2.5x at 10 ms and 2.5-2.9x at 100 ms (the code of 2026-12-03: 1.7-2.6x, gated at 1.3x
+#: for both). The gates sit a fifth under the lowest figure of each, and fail when the paced path loses a
+#: quarter of its lead over the peer.
+MIN_PEER_RATIO_PACED = {10: 1.7, 100: 2.0}
 #: measured here 2026-12-07: 1.12, 1.13, 1.31 tight (2026-12-03: 1.4-1.8; before issue 21: 1.5-2.1)
 MAX_CHUNK_COST_RATIO = 2.0
 #: issue 21's absolute targets (ms CPU per s of audio, inside process(); x86 here), reported only
@@ -151,9 +151,9 @@ def test_paced_and_peer_cost(benchmark, detector, gate):
                   f"{best['kws paced 10 ms'].call_cpu_ms_per_audio_s / best['kws paced 100 ms'].call_cpu_ms_per_audio_s:.2f}")
     gate.check(
         bench.ratio_gate("pymicro-wakeword / kws-edge CPU, paced, 10 ms chunks", best["peer paced 10 ms"].cpu_s,
-                         best["kws paced 10 ms"].cpu_s, MIN_PEER_RATIO_PACED),
+                         best["kws paced 10 ms"].cpu_s, MIN_PEER_RATIO_PACED[10]),
         bench.ratio_gate("pymicro-wakeword / kws-edge CPU, paced, 100 ms chunks", best["peer paced 100 ms"].cpu_s,
-                         best["kws paced 100 ms"].cpu_s, MIN_PEER_RATIO_PACED),
+                         best["kws paced 100 ms"].cpu_s, MIN_PEER_RATIO_PACED[100]),
         bench.Gate("kws-edge CPU per s of audio, 10 ms / 100 ms chunks (tight, inside process())", chunk_ratio,
                    MAX_CHUNK_COST_RATIO, kind="max", unit="x", source="same-run ratio"),
     )
