@@ -92,7 +92,7 @@ def _slow_mfcc_detector(detector):
     from kws_edge.features import mfcc
 
     real = detector.process
-    cfg = detector.model.features
+    cfg = detector.features
     history = np.zeros(cfg.clip_samples, np.float32)
 
     def process(chunk):

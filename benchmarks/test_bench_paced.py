@@ -14,7 +14,12 @@ wake-ups included) and inside the engine's calls only (thread CPU).
 Paced runs take their audio's duration in wall time: ``PACED_AUDIO_S`` (3 s)
 per run, interleaved over ``ROUNDS`` rounds (2, ``KWS_BENCH_ROUNDS``), the
 cheapest run of each path kept (``bench.measure_interleaved``, no repeats:
-a repeat would cost wall time, not CPU). About 40 s in all.
+a repeat would cost wall time, not CPU). About 50 s in all.
+
+A third path, the *bare loop*, feeds the same chunks to a function that does
+nothing: the floor every engine pays here (the sleep and wake-up, the clock
+reads around each call). It is printed beside the engines, so the share of a
+figure that an engine can change is visible.
 
 Gates, same-run ratios only (this machine is shared; absolute figures are
 printed, not gated):
@@ -47,12 +52,13 @@ PACED_AUDIO_S = 3.0
 TIGHT_AUDIO_S = 10.0
 WARMUP_S = 1.0
 CHUNKS_MS = (10, 30, 100)
-#: measured here 2026-12-03 (busy machine): 2.3-2.9x at 100 ms, 2.2-2.6x at 10 ms; in a full CI run on the
-#: same day 2.0x and 1.7x (paced figures swing with what else runs). 1.3x keeps a real margin under what is
-#: reached and still fails when the paced path loses a third of its lead over the peer.
-MIN_PEER_RATIO_PACED = 1.3
-#: measured here: 1.4-1.8 tight (before issue 21: 1.5-2.1)
-MAX_CHUNK_COST_RATIO = 2.5
+#: measured here 2026-12-07 (shared machine, a training job on both cores), seven runs of this file, 2-3
+#: rounds each: 2.2-2.5x at 10 ms and 2.3-2.9x at 100 ms (the code of 2026-12-03: 1.7-2.6x, gated at 1.3x
+#: for both). The gates sit a fifth under the lowest figure of each, and fail when the paced path loses a
+#: quarter of its lead over the peer.
+MIN_PEER_RATIO_PACED = {10: 1.7, 100: 1.8}
+#: measured here 2026-12-07: 1.12, 1.13, 1.31 tight (2026-12-03: 1.4-1.8; before issue 21: 1.5-2.1)
+MAX_CHUNK_COST_RATIO = 2.0
 #: issue 21's absolute targets (ms CPU per s of audio, inside process(); x86 here), reported only
 TARGETS_MS = {"paced 100 ms": 2.0, "paced 10 ms": 4.0, "tight 100 ms": 1.0, "tight 10 ms": 1.0}
 
@@ -74,6 +80,13 @@ class MicroWakeWordPeer:
         for features in self._features.process_streaming(chunk.tobytes()):
             if self._model.process_streaming(features):
                 self.detections += 1
+
+
+def _bare(audio, chunk_ms, realtime):
+    """The feeding loop around a function that does nothing: what every engine pays here."""
+    return lambda: bench.measure_feed(lambda chunk: None, audio, sample_rate_hz=SAMPLE_RATE_HZ,
+                                      chunk_samples=chunk_ms * SAMPLE_RATE_HZ // 1000, realtime=realtime,
+                                      warmup_s=WARMUP_S, path="bare loop")
 
 
 def _audio(seconds: float, seed: int) -> np.ndarray:
@@ -106,7 +119,8 @@ def test_paced_and_peer_cost(benchmark, detector, gate):
          **{f"peer tight {c} ms": _peer(peer, tight_audio, c, False) for c in CHUNKS_MS}}, rounds=ROUNDS + 1)
     paced = bench.measure_interleaved(
         {**{f"kws paced {c} ms": _kws(detector, paced_audio, c, True) for c in CHUNKS_MS},
-         **{f"peer paced {c} ms": _peer(peer, paced_audio, c, True) for c in CHUNKS_MS}},
+         **{f"peer paced {c} ms": _peer(peer, paced_audio, c, True) for c in CHUNKS_MS},
+         **{f"bare paced {c} ms": _bare(paced_audio, c, True) for c in CHUNKS_MS}},
         rounds=ROUNDS, max_repeats=1)
     best = {**tight, **paced}
     # pytest-benchmark's record: one paced 100 ms pass of the detector
@@ -115,14 +129,16 @@ def test_paced_and_peer_cost(benchmark, detector, gate):
                for name, s in best.items()}
     benchmark.extra_info.update({"cpu_ms_per_audio_s": figures, "rounds": ROUNDS, "paced_audio_s": PACED_AUDIO_S})
     for c in CHUNKS_MS:
-        k, p = best[f"kws paced {c} ms"], best[f"peer paced {c} ms"]
+        k, p, f = best[f"kws paced {c} ms"], best[f"peer paced {c} ms"], best[f"bare paced {c} ms"]
         kt, pt = best[f"kws tight {c} ms"], best[f"peer tight {c} ms"]
         record_figure(f"{c} ms chunks, CPU ms/s (whole / inside)",
                       f"kws-edge paced {k.cpu_ms_per_audio_s:.2f} / {k.call_cpu_ms_per_audio_s:.2f}, tight "
                       f"{kt.cpu_ms_per_audio_s:.2f} / {kt.call_cpu_ms_per_audio_s:.2f}; pymicro-wakeword paced "
                       f"{p.cpu_ms_per_audio_s:.2f} / {p.call_cpu_ms_per_audio_s:.2f}, tight "
-                      f"{pt.cpu_ms_per_audio_s:.2f} / {pt.call_cpu_ms_per_audio_s:.2f}; ratio paced "
-                      f"{p.cpu_s / k.cpu_s:.1f}x, tight {pt.cpu_s / kt.cpu_s:.1f}x")
+                      f"{pt.cpu_ms_per_audio_s:.2f} / {pt.call_cpu_ms_per_audio_s:.2f}; bare loop paced "
+                      f"{f.cpu_ms_per_audio_s:.2f} / {f.call_cpu_ms_per_audio_s:.2f}; ratio paced "
+                      f"{p.cpu_s / k.cpu_s:.1f}x (above the bare loop "
+                      f"{(p.cpu_s - f.cpu_s) / max(k.cpu_s - f.cpu_s, 1e-9):.1f}x), tight {pt.cpu_s / kt.cpu_s:.1f}x")
     reported = [bench_gates.gate(f"kws-edge {name} inside process()", best[f"kws {name}"].call_cpu_ms_per_audio_s,
                            limit, unit="ms", source="issue 21 target, reported only")
                 for name, limit in TARGETS_MS.items()]
@@ -136,9 +152,9 @@ def test_paced_and_peer_cost(benchmark, detector, gate):
                   f"{best['kws paced 10 ms'].call_cpu_ms_per_audio_s / best['kws paced 100 ms'].call_cpu_ms_per_audio_s:.2f}")
     gate.check(
         bench_gates.ratio_gate("pymicro-wakeword / kws-edge CPU, paced, 10 ms chunks", best["peer paced 10 ms"].cpu_s,
-                         best["kws paced 10 ms"].cpu_s, MIN_PEER_RATIO_PACED),
+                         best["kws paced 10 ms"].cpu_s, MIN_PEER_RATIO_PACED[10]),
         bench_gates.ratio_gate("pymicro-wakeword / kws-edge CPU, paced, 100 ms chunks", best["peer paced 100 ms"].cpu_s,
-                         best["kws paced 100 ms"].cpu_s, MIN_PEER_RATIO_PACED),
+                         best["kws paced 100 ms"].cpu_s, MIN_PEER_RATIO_PACED[100]),
         bench_gates.gate("kws-edge CPU per s of audio, 10 ms / 100 ms chunks (tight, inside process())", chunk_ratio,
                    MAX_CHUNK_COST_RATIO, kind="max", unit="x", source="same-run ratio"),
     )

@@ -36,6 +36,7 @@ from kws_edge.bundle.provenance import ConversionRecord, StreamingConversionReco
 from kws_edge.engine import Engine
 from kws_edge.errors import ConversionError
 from kws_edge.features import Normalization
+from kws_edge.streaming import StreamingIO
 from kws_edge.training.tf_import import captured_output, import_keras, import_tensorflow
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "pseudo_streams",
     "streaming_model_file",
     "attach_streaming_model",
-    "stream_io",
     "TFLM_PARITY_CLIPS",
 ]
 
@@ -185,29 +185,11 @@ def _float_tflite(stream_model: Any) -> bytes:
     return _quiet_convert(converter)
 
 
-def stream_io(engine: Engine) -> "_StreamIO":
-    """The frames, state and probability tensors of a streaming model (see :class:`_StreamIO`)."""
-    return _StreamIO(engine)
-
-
-class _StreamIO:
-    """Indices of a streaming TFLite model's inputs/outputs, told apart by rank (names are unreliable)."""
-
-    def __init__(self, engine: Engine) -> None:
-        ins, outs = engine.inputs, engine.outputs
-        if len(ins) != 2 or len(outs) != 2:
-            raise ConversionError(f"a streaming model has 2 inputs and 2 outputs, got {len(ins)} and {len(outs)}")
-        self.frames = next(t for t in ins if len(t.shape) == 3)
-        self.state_in = next(t for t in ins if len(t.shape) == 2)
-        self.probs = next(t for t in outs if len(t.shape) == 3)
-        self.state_out = next(t for t in outs if len(t.shape) == 2)
-
-
 def gather_calibration(float_bytes: bytes, streams: list[np.ndarray], *, block_frames: int, context_frames: int,
                        n_pairs: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Run the float streaming model over ``streams``; sample ``n_pairs`` (frames, state) inputs it saw."""
     engine = Engine(float_bytes)
-    io_ = _StreamIO(engine)
+    io_ = StreamingIO(engine, error=ConversionError)
     pairs = []
     for stream in streams:
         state = np.zeros(io_.state_in.shape, np.float32)
@@ -275,7 +257,7 @@ def _spec(info: Any) -> TensorSpec:
 def streaming_model_file(model_bytes: bytes, *, file: str = STREAMING_MODEL_NAME, quantization: str = "int8") -> ModelFile:
     """The manifest entry of a streaming model: frames in, probabilities out, state as the extra input."""
     engine = Engine(model_bytes)
-    io_ = _StreamIO(engine)
+    io_ = StreamingIO(engine, error=ConversionError)
     return ModelFile(
         file=file, sha256=sha256_bytes(model_bytes), size_bytes=len(model_bytes),
         input=_spec(io_.frames), output=_spec(io_.probs), quantization=quantization,
@@ -301,7 +283,7 @@ def attach_streaming_model(bundle_dir: str | Path, model_bytes: bytes, *, out_di
                                peak_activation_bytes=cost.peak_activation_bytes, weight_bytes=cost.weight_bytes,
                                macs_per_inference=cost.macs_per_inference, operators=cost.operators)
     engine = Engine(model_bytes)
-    io_ = _StreamIO(engine)
+    io_ = StreamingIO(engine, error=ConversionError)
     n_cepstra = bundle.manifest.features.n_cepstra
     if io_.frames.shape[2] != n_cepstra:
         raise ConversionError(

@@ -48,6 +48,7 @@ import numpy as np
 from kws_edge.bundle.budgets import ArenaRecord, Budgets, TflmBuild, TflmModelRecord, TflmParity, TflmRecord
 from kws_edge.engine import captured_native_stderr
 from kws_edge.errors import BackendUnavailableError, ConversionError
+from kws_edge.streaming import tensor_roles
 
 __all__ = [
     "TflmCheck",
@@ -338,15 +339,8 @@ def window_parity(model_bytes: bytes, features: np.ndarray, *, arena_bytes: int,
 
 
 def _stream_roles(shapes_in: Sequence[Sequence[int]], shapes_out: Sequence[Sequence[int]]) -> tuple[int, int, int, int]:
-    """Indices (frames in, state in, probabilities out, state out), told apart by rank."""
-    try:
-        return (next(i for i, s in enumerate(shapes_in) if len(s) == 3),
-                next(i for i, s in enumerate(shapes_in) if len(s) == 2),
-                next(i for i, s in enumerate(shapes_out) if len(s) == 3),
-                next(i for i, s in enumerate(shapes_out) if len(s) == 2))
-    except StopIteration:
-        raise ConversionError("a streaming model has a 3-D frames input, a 2-D state input and the same "
-                              "outputs") from None
+    """Indices (frames in, state in, probabilities out, state out): the runtime's contract (kws_edge.streaming)."""
+    return tensor_roles(shapes_in, shapes_out, error=ConversionError)
 
 
 def streaming_parity(model_bytes: bytes, streams: Sequence[np.ndarray], *, arena_bytes: int,

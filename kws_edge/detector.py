@@ -1,11 +1,20 @@
 """The streaming keyword detector that applications embed.
 
 Audio chunks of any size -> :class:`~kws_edge.features.StreamingMfcc` (only
-new frames) -> normalise and quantise each new frame once -> a ring buffer
-holding the last clip-length window -> the model every ``stride_hops`` hops
--> :class:`~kws_edge.smoothing.PosteriorSmoother` -> ``Detection`` events,
+new frames) -> a :class:`~kws_edge.scoring.Scorer` (the bundle's streaming
+model, or its window model every ``stride_hops`` hops) -> posteriors ->
+:class:`~kws_edge.smoothing.PosteriorSmoother` -> ``Detection`` events,
 returned and passed to callbacks. The same audio gives the same detections
 whatever the chunk sizes.
+
+The detector owns the audio intake, the MFCC stream, the smoothing, the
+callbacks and the telemetry; the scorer only turns frames into posteriors.
+Audio is held (copied, so callers may reuse their buffers) until the MFCC would
+complete the frames the scorer wants next (:meth:`Scorer.frames_due`: one
+``interval_ms`` of the streaming model, the next evaluated hop of the window
+model); then features, model and smoother run once on all of it. MFCC and
+scorer are chunking-invariant, so holding changes no result, only how many
+calls they take.
 
 Example
 -------
@@ -25,22 +34,28 @@ from typing import Any
 
 import numpy as np
 
-from .audio import validate_audio
+from .audio import to_float32, validate_audio
 from .bundle import Bundle, load_bundle
 from .errors import ConfigError
 from .features import StreamingMfcc
 from .model import KwsModel
+from .scoring import Scorer, Scores, WindowScorer
 from .smoothing import Detection, DetectorConfig, PosteriorSmoother
 
 __all__ = ["KeywordDetector", "Detection", "DetectorConfig", "detect_samples", "DEFAULT_INTERVAL_MS"]
 
 DetectionCallback = Callable[[Detection], Any]
+#: ``callback(posteriors [shape=(m, n_labels), float32], times_s [shape=(m,), float64])``
+PosteriorCallback = Callable[[np.ndarray, np.ndarray], Any]
 
 #: How much new audio the streaming model waits for before features and model run (issue 8): two
 #: 100 ms blocks of the shipped model. Measured on the shipped bundle (benchmarks/test_streaming_cost.py):
 #: ~0.9 ms of CPU per second of audio, against ~1.3 ms at one block per call; same detections, each up
 #: to 100 ms later.
 DEFAULT_INTERVAL_MS = 200.0
+
+_NDARRAY = np.ndarray
+_INT16 = np.dtype(np.int16)
 
 
 class KeywordDetector:
@@ -59,43 +74,57 @@ class KeywordDetector:
         the shipped model). Fewer, larger calls cost less CPU per second of audio; each detection comes
         up to one interval after the audio that completes it, and the detections are otherwise the
         same. ``interval_ms=100`` (one block) gives the earliest detections, for ~40 % more CPU.
+
+    Attributes
+    ----------
+    scorer : the :class:`~kws_edge.scoring.Scorer` that runs (``streaming``: the same object when it is
+        the streaming model's, else None)
+    n_samples, n_frames, n_evaluations : audio samples, MFCC frames and evaluated hops since ``reset()``
     """
 
     def __init__(self, bundle: Bundle, *, config: DetectorConfig | None = None, num_threads: int = 1,
                  backend: str | None = None, telemetry: Any = None, streaming: bool | None = None,
                  gate: Any = None, interval_ms: float | None = None) -> None:
+        m = bundle.manifest
         self.bundle = bundle
-        self.telemetry = telemetry
-        self.model = KwsModel(bundle, num_threads=num_threads, backend=backend)
-        self.config = config or bundle.manifest.detector
-        self.labels = self.model.labels
-        self.keywords = self.model.keywords
-        fc = self.model.features
+        self.config = config or m.detector
+        self.labels = tuple(m.labels)
+        self.keywords = tuple(m.keywords)
+        fc = self.features = m.features
         self.sample_rate_hz = fc.sample_rate_hz
         self._hop_samples = fc.hop_samples
         self._window_samples = fc.window_samples
-        self._n_window = self.model.window_frames
-        self._mfcc = StreamingMfcc(fc)
-        self._smoother = PosteriorSmoother(self.labels, self.keywords, self.config,
-                                           hop_s=fc.hop_samples * self.config.stride_hops / fc.sample_rate_hz)
-        dtype = np.dtype(self.model.input.dtype)
-        # Ring buffer written twice so the latest window is always one contiguous slice.
-        self._ring = np.zeros((2 * self._n_window, fc.n_cepstra), dtype)
-        self._callbacks: list[DetectionCallback] = []
-        self.streaming = None
-        if streaming or (streaming is None and bundle.streaming_model_bytes is not None):
-            from .streaming import StreamingRunner
-
-            self.streaming = StreamingRunner(bundle, num_threads=num_threads, backend=backend, gate=gate)
-        if interval_ms is not None and self.streaming is None:
+        self._n_window = fc.frames_per_clip
+        self._num_threads, self._backend = num_threads, backend
+        self.telemetry = telemetry
+        self._model: KwsModel | None = None
+        use_streaming = streaming or (streaming is None and bundle.streaming_model_bytes is not None)
+        if interval_ms is not None and not use_streaming:
             raise ConfigError("interval_ms needs the bundle's streaming model (kws-convert --streaming); "
                               "the window model runs at every hop")
-        if self.streaming is not None:
+        if gate is not None and not use_streaming:
+            raise ConfigError("the energy gate runs the streaming model; it needs streaming=True and a bundle "
+                              "converted with kws-convert --streaming")
+        self.scorer: Scorer
+        self.streaming = None
+        if use_streaming:
+            from .streaming import StreamingScorer
+
             interval_ms = DEFAULT_INTERVAL_MS if interval_ms is None else interval_ms
             if not interval_ms > 0:
                 raise ConfigError(f"interval_ms={interval_ms} must be > 0")
+            self.streaming = self.scorer = StreamingScorer(bundle, num_threads=num_threads, backend=backend,
+                                                           gate=gate)
             block_ms = self.streaming.block_frames * fc.hop_ms
             self.streaming.blocks_per_call = max(1, math.ceil(round(interval_ms / block_ms, 6)))
+        else:
+            self.scorer = WindowScorer(self.model, stride_hops=self.config.stride_hops)
+        self._mfcc = StreamingMfcc(fc)
+        self._smoother = PosteriorSmoother(self.labels, self.keywords, self.config,
+                                           hop_s=fc.hop_samples * self.config.stride_hops / fc.sample_rate_hz)
+        self._callbacks: list[DetectionCallback] = []
+        self._posterior_callbacks: list[PosteriorCallback] = []
+        self._no_frames = np.zeros((0, fc.n_cepstra), np.float32)
         self.reset()
 
     @classmethod
@@ -123,26 +152,86 @@ class KeywordDetector:
         return cls(bundle, config=config, num_threads=num_threads, backend=backend, telemetry=telemetry,
                    streaming=streaming, gate=gate, interval_ms=interval_ms)
 
+    @property
+    def model(self) -> KwsModel:
+        """The bundle's window model (classify clips, score windows). Loaded on first use when the
+        streaming model runs: the detector itself then never builds its interpreter."""
+        if self._model is None:
+            self._model = KwsModel(self.bundle, num_threads=self._num_threads, backend=self._backend)
+        return self._model
+
+    @property
+    def telemetry(self) -> Any:
+        """Optional :class:`~kws_edge.telemetry.DetectorTelemetry`, fed once per chunk (may be set at any time)."""
+        return self._telemetry
+
+    @telemetry.setter
+    def telemetry(self, value: Any) -> None:
+        self._telemetry = value
+        if hasattr(self, "_held_dtype"):
+            self._update_light_path()
+
+    @property
+    def backend(self) -> str:
+        """The interpreter package that runs the scorer's model (name and version)."""
+        return self.scorer.engine.backend
+
     def on_detection(self, callback: DetectionCallback) -> DetectionCallback:
         """Call ``callback(detection)`` for every detection; returns it (usable as a decorator)."""
         self._callbacks.append(callback)
+        return callback
+
+    def on_posteriors(self, callback: PosteriorCallback) -> PosteriorCallback:
+        """Call ``callback(posteriors, times_s)`` with every evaluated posterior row; returns it.
+
+        ``posteriors`` [shape=(m, n_labels), float32] are the rows the smoother
+        sees, in stream order (one per evaluated hop: every ``stride_hops`` hops
+        from the first complete window); ``times_s`` [shape=(m,), float64] the
+        end of each row's audio window in stream seconds (the ``time_s`` a
+        detection on that row carries). Called once per model call, before the
+        detection callbacks of the same rows. The arrays are the caller's to keep.
+        """
+        self._posterior_callbacks.append(callback)
         return callback
 
     def reset(self) -> None:
         """Forget all audio and state; stream time restarts at 0."""
         self._mfcc.reset()
         self._smoother.reset()
-        self._ring[:] = 0
-        if self.streaming is not None:
-            self.streaming.reset()
-        self._n_frames = 0
-        self.n_samples = 0
+        self.scorer.reset()
+        self._held: list[bytes] = []  # validated audio held back until the scorer's frames are due
+        self._held_dtype = _INT16  # sample type of the held audio (int16, or float32 once a float chunk came)
+        # samples that complete the frames the scorer wants next, counted from the last model call, and
+        # those still to come (held audio: the difference)
+        self._due_samples = self._room = self._mfcc.samples_until(self.scorer.frames_due())
+        self._update_light_path()
         self.n_evaluations = 0
-        self.last_posteriors = np.zeros(len(self.labels), np.float32)
+        self._last_rows: np.ndarray | None = None
+
+    @property
+    def n_samples(self) -> int:
+        """Audio samples processed since ``reset()`` (held ones included)."""
+        return self._mfcc.n_samples_seen + self._due_samples - self._room
+
+    @property
+    def n_frames(self) -> int:
+        """MFCC frames computed since ``reset()`` (audio held for the next interval is not yet framed)."""
+        return self._mfcc.n_frames_emitted
+
+    @property
+    def _n_frames(self) -> int:  # training/pipeline.py reads it (until issue 19 item 1 moves that evaluation)
+        return self.n_frames
+
+    @property
+    def last_posteriors(self) -> np.ndarray:
+        """Posteriors of the last evaluated hop [shape=(n_labels,), float32] (zeros before the first)."""
+        if self._last_rows is None:
+            return np.zeros(len(self.labels), np.float32)
+        return np.array(self._last_rows[-1], np.float32)
 
     def flush(self) -> list[Detection]:
         """Feed one clip length of digital silence (end of a recording); return new detections."""
-        return self.process(np.zeros(self.model.features.clip_samples, np.float32))
+        return self.process(np.zeros(self.features.clip_samples, self._held_dtype))
 
     @property
     def time_s(self) -> float:
@@ -150,43 +239,82 @@ class KeywordDetector:
         return self.n_samples / self.sample_rate_hz
 
     def process(self, chunk: np.ndarray) -> list[Detection]:
-        """Feed audio (int16 or float32 in [-1, 1], any length); return new detections."""
-        if self.streaming is not None:  # the streaming model's branch (kws_edge/streaming.py); it validates
-            return self.streaming.detect(self, chunk)
-        audio = validate_audio(chunk, name="audio chunk")
-        self.n_samples += audio.size
-        frames = self._mfcc.process(audio)
-        tel = self.telemetry
-        if not len(frames):
+        """Feed audio (int16 or float32 in [-1, 1], any length); return new detections.
+
+        A chunk that completes no interval is copied and held, nothing more: a
+        microphone delivers one every 10-100 ms and the process sleeps in
+        between, so each call starts on cold caches, where every numpy call costs
+        tens of microseconds. int16 chunks (what a microphone gives) need no
+        checks but their type; float32 chunks are checked for NaN and range.
+        """
+        if type(chunk) is _NDARRAY and chunk.dtype is self._light_dtype and chunk.ndim == 1:
+            self._held.append(chunk.tobytes())
+            self._room -= len(chunk)
+            if self._room > 0:
+                return []
+            return self._run(chunk)  # (an int16 chunk needs no other check)
+        return self._process(chunk)
+
+    def _process(self, chunk: np.ndarray) -> list[Detection]:
+        audio = validate_audio(chunk, name="audio chunk", keep_int16=True)
+        if audio.dtype != self._held_dtype:  # a float chunk in an int16 stream: hold float32 from now on
+            if self._held_dtype == _INT16:
+                self._held[:] = [to_float32(np.frombuffer(b"".join(self._held), _INT16)).tobytes()]
+                self._held_dtype = audio.dtype
+                self._update_light_path()
+            else:
+                audio = to_float32(audio)
+        self._held.append(audio.tobytes())
+        self._room -= audio.size
+        tel = self._telemetry
+        if self._room > 0:
             if tel is not None:
-                tel.observe(audio, frames)
+                tel.observe(to_float32(audio), self._no_frames)
             return []
-        prepared = self.model.prepare(frames)
-        detections = []
-        evaluated = [] if tel is not None else None
-        n, ring, stride = self._n_window, self._ring, self.config.stride_hops
-        for row in prepared:
-            pos = self._n_frames % n
-            ring[pos] = row
-            ring[pos + n] = row
-            self._n_frames += 1
-            if self._n_frames < n or (self._n_frames - n) % stride:
-                continue
-            start = pos + 1
-            posteriors = self.model.scores_prepared(ring[start:start + n])
-            self.n_evaluations += 1
-            self.last_posteriors = posteriors
-            if evaluated is not None:
-                evaluated.append(posteriors)
-            end_sample = (self._n_frames - 1) * self._hop_samples + self._window_samples
-            hit = self._smoother.update(posteriors, end_sample / self.sample_rate_hz)
-            if hit is not None:
-                detections.append(hit)
-                for cb in self._callbacks:
-                    cb(hit)
-        if tel is not None:
-            tel.observe(audio, frames, np.asarray(evaluated) if evaluated else None, detections)
+        return self._run(audio)
+
+    def _run(self, audio: np.ndarray) -> list[Detection]:
+        """The held audio (``audio``: the chunk that completed it) -> frames -> scorer -> smoother."""
+        held = self._held
+        frames = self._mfcc.process_bytes(b"".join(held), self._held_dtype)
+        held.clear()
+        detections = self._score(frames, audio)
+        self._due_samples = self._room = self._mfcc.samples_until(self.scorer.frames_due())
         return detections
+
+    def _update_light_path(self) -> None:
+        """int16 chunks that complete nothing take process()'s first branch: no telemetry, int16 held."""
+        self._light_dtype = _INT16 if self._telemetry is None and self._held_dtype is _INT16 else None
+
+    def _score(self, frames: np.ndarray, audio: np.ndarray) -> list[Detection]:
+        """Frames -> scorer -> smoother -> callbacks and telemetry (one observation per chunk)."""
+        scores = self.scorer.score(frames)
+        stride = self.config.stride_hops
+        if stride > 1:
+            scores = scores.every(stride, first_window_frames=self._n_window)
+        rows = scores.posteriors
+        tel = self._telemetry
+        detections: list[Detection] = []
+        if len(rows):
+            if self._posterior_callbacks:
+                times = self._times_s(scores)
+                for pcb in self._posterior_callbacks:
+                    pcb(rows, times)
+            smoother = self._smoother
+            if not (scores.silence_only and smoother.idle):  # silence rows into an idle smoother change nothing
+                detections = smoother.update_many(rows, lambda: self._times_s(scores))
+                for hit in detections:
+                    for cb in self._callbacks:
+                        cb(hit)
+            self.n_evaluations += len(rows)
+            self._last_rows = rows
+        if tel is not None:
+            tel.observe(to_float32(audio), frames, rows if len(rows) else None, detections)
+        return detections
+
+    def _times_s(self, scores: Scores) -> np.ndarray:
+        return scores.end_samples(window_samples=self._window_samples,
+                                  hop_samples=self._hop_samples) / self.sample_rate_hz
 
 
 def detect_samples(detector: KeywordDetector, samples: np.ndarray, *, chunk_samples: int = 1600,

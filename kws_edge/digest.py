@@ -14,7 +14,6 @@ place to the current format (typed provenance, metrics and budgets, :mod:`kws_ed
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -22,6 +21,14 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import BundleError, KwsError
+
+try:  # CPython's own SHA-256 (3.12+: _sha2, up to 3.11: _sha256): hashlib's OpenSSL costs 3.6 MiB of RSS
+    from _sha2 import sha256
+except ImportError:  # pragma: no cover - depends on the Python version
+    try:
+        from _sha256 import sha256
+    except ImportError:  # an interpreter without the built-in modules
+        from hashlib import sha256
 
 __all__ = ["DIGEST_KEY", "bundle_digest", "stamp_bundle", "main"]
 
@@ -45,7 +52,7 @@ def bundle_digest(manifest: dict[str, Any], model_sha256: dict[str, str]) -> str
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     except (ValueError, TypeError, RecursionError) as exc:
         raise BundleError(f"the manifest cannot be digested ({exc})") from None
-    h = hashlib.sha256(_DOMAIN + text.encode("ascii"))
+    h = sha256(_DOMAIN + text.encode("ascii"))
     for name in sorted(model_sha256):
         h.update(f"\n{name} {model_sha256[name]}".encode())
     return h.hexdigest()

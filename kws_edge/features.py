@@ -210,7 +210,7 @@ def mel_filterbank(n_filters: int, fft_size: int, sample_rate_hz: int, low_hz: f
 
 
 class _Plan:
-    """Precomputed window and the two matrices of the MFCC for one configuration.
+    """Precomputed windows and the two matrices of the MFCC for one configuration.
 
     psf's steps after the FFT, folded into two matrix products (fewer, larger
     numpy calls: this runs on every streaming block):
@@ -223,6 +223,11 @@ class _Plan:
       times the lifter, with column 0 replaced by the log frame energy
       (``append_energy``) through a 1 in the last row (an exact copy: the
       other products in that column are zeros).
+
+    ``window_int16`` is the window times 2**-15: int16 samples are pre-emphasised
+    in sample units and scaled by the window product instead of before it.
+    Scaling by a power of two is exact, so the products are the very numbers of
+    ``(y * 2**-15) * window``, the features of ``x / 32768``.
     """
 
     def __init__(self, config: MfccConfig) -> None:
@@ -230,6 +235,7 @@ class _Plan:
         n = config.window_samples
         windows = {"hamming": np.hamming, "hann": np.hanning, "rectangular": np.ones}
         self.window = windows[config.window_function](n).astype(np.float64)
+        self.window_int16 = self.window * _INT16_TO_FLOAT64
         fbank = mel_filterbank(config.n_mel_filters, config.fft_size_samples, config.sample_rate_hz,
                                config.low_freq_hz, config.high_freq_hz)
         m, n_bins = fbank.shape
@@ -250,7 +256,7 @@ class _Plan:
             cep[m, 0] = 1.0
         self.cepstra_t = cep
         self.n_bins = n_bins
-        self.log_floor = float(np.log(config.energy_floor))
+        self.n_mel = m
 
 
 @functools.lru_cache(maxsize=16)
@@ -258,55 +264,98 @@ def _plan(config: MfccConfig) -> _Plan:
     return _Plan(config)
 
 
+#: frames per matrix product: OpenBLAS hands a product of more than about 24 rows (x 513 x 41) to its
+#: worker thread, which then spins for a while (measured here: 50 rows cost 4x the process CPU of one
+#: thread); a streaming interval is 10 rows, so only flush() and batch calls are split
+_MAX_PRODUCT_ROWS = 16
+
+
 class _Work:
     """Reusable buffers for :func:`_cepstra` (one per :class:`StreamingMfcc`; plans are shared)."""
 
     def __init__(self, plan: _Plan, n_frames: int) -> None:
         self.n_frames = n_frames
-        self.padded = np.zeros((n_frames, plan.config.fft_size_samples), np.float64)  # tail stays zero
+        self.windowed = np.empty((n_frames, plan.config.window_samples), np.float64)
         self.spec = np.empty((n_frames, plan.n_bins), np.complex128)
+        pairs = self.spec.view(np.float64)  # (n, 2 * n_bins): re, im, re, im, ...
+        self.pairs, self.re, self.im = pairs, pairs[:, 0::2], pairs[:, 1::2]
         self.power = np.empty((n_frames, plan.n_bins), np.float64)
+        self.mel = np.empty((n_frames, plan.n_mel + 1), np.float64)
+        #: pre-emphasised samples of one call (grows on demand)
+        self.emphasised = np.empty(plan.config.window_samples + n_frames * plan.config.hop_samples, np.float64)
 
 
 _RFFT_HAS_OUT = tuple(int(v) for v in np.__version__.split(".")[:1]) >= (2,)
+try:  # numpy >= 2: np.fft.rfft's own kernel without its Python wrapper (the same numbers, fewer calls)
+    from numpy.fft import _pocketfft_umath as _pfu
+
+    _RFFT_EVEN = _pfu.rfft_n_even if _RFFT_HAS_OUT else None
+except ImportError:  # pragma: no cover - another numpy layout
+    _RFFT_EVEN = None
 
 
-def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None) -> np.ndarray:
+def _cepstra(frames: np.ndarray, plan: _Plan, work: _Work | None = None, *,
+             window: np.ndarray | None = None) -> np.ndarray:
     """MFCC of pre-emphasised, un-windowed frames [shape=(n, window_samples), float64].
 
-    ``frames`` may be any (strided) view. Windowed frames are written straight
-    into a zero-padded FFT buffer: the same numbers as ``rfft(frames * window,
-    fft_size)`` (bit for bit), without its padding copy. With ``work`` (enough
-    rows) no buffer is allocated but the result.
+    ``frames`` may be any (strided) view. The FFT pads each windowed frame with
+    zeros to ``fft_size`` itself (numpy's kernel takes the output length): the
+    same numbers as ``rfft(frames * window, fft_size)``, bit for bit. With
+    ``work`` (enough rows) no buffer is allocated but the result. ``window``: the plan's window
+    (default), or ``plan.window_int16`` for frames in int16 sample units.
     """
-    cfg = plan.config
     n = len(frames)
+    if n > _MAX_PRODUCT_ROWS:
+        return np.concatenate([_cepstra(frames[i:i + _MAX_PRODUCT_ROWS], plan, work, window=window)
+                               for i in range(0, n, _MAX_PRODUCT_ROWS)])
+    cfg = plan.config
     if work is None or work.n_frames < n:
-        work = _Work(plan, n)
-    padded = work.padded[:n]
-    np.multiply(frames, plan.window, out=padded[:, :frames.shape[1]])
-    if _RFFT_HAS_OUT:
-        spec = np.fft.rfft(padded, axis=1, out=work.spec[:n])
-    else:  # pragma: no cover - numpy < 2 (Debian bullseye's python3-numpy)
-        spec = np.fft.rfft(padded, axis=1)
-    pairs = spec.view(np.float64)  # (n, 2 * n_bins): re, im, re, im, ...
+        work = _Work(plan, max(n, 1))
+    windowed = np.multiply(frames, plan.window if window is None else window, out=work.windowed[:n])
+    if _RFFT_EVEN is not None and cfg.fft_size_samples % 2 == 0:
+        _RFFT_EVEN(windowed, 1, out=work.spec[:n])  # the output length sets the FFT size: zero-padded
+        pairs, re, im = work.pairs[:n], work.re[:n], work.im[:n]
+    else:  # pragma: no cover - odd FFT sizes, numpy < 2 (Debian bullseye's python3-numpy)
+        spec = np.fft.rfft(windowed, n=cfg.fft_size_samples, axis=1)
+        pairs = spec.view(np.float64)
+        re, im = pairs[:, 0::2], pairs[:, 1::2]
     np.multiply(pairs, pairs, out=pairs)
-    power = np.add(pairs[:, 0::2], pairs[:, 1::2], out=work.power[:n])  # re^2 + im^2
-    mel = power @ plan.power_t  # (n, n_mel + 1): mel energies and the frame energy
+    power = np.add(re, im, out=work.power[:n])  # re^2 + im^2
+    mel = np.matmul(power, plan.power_t, out=work.mel[:n])  # (n, n_mel + 1): mel energies, frame energy
     np.maximum(mel, cfg.energy_floor, out=mel)
     np.log(mel, out=mel)
     return (mel @ plan.cepstra_t).astype(np.float32)
 
 
 def _frame(signal: np.ndarray, n_frames: int, window_samples: int, hop_samples: int, first: int = 0) -> np.ndarray:
-    """Read-only view of ``n_frames`` overlapping frames of a contiguous 1-D array from sample ``first`` (no copy).
+    """View of ``n_frames`` overlapping frames of a contiguous 1-D array from sample ``first`` (no copy).
 
     Built with the ndarray constructor: a fraction of ``as_strided``'s Python overhead.
     """
     step = signal.strides[0]
-    view = np.ndarray((n_frames, window_samples), signal.dtype, signal, first * step, (hop_samples * step, step))
-    view.flags.writeable = False
-    return view
+    return np.ndarray((n_frames, window_samples), signal.dtype, signal, first * step, (hop_samples * step, step))
+
+
+def _emphasised_cepstra(x: np.ndarray, n_frames: int, plan: _Plan, work: _Work | None = None) -> np.ndarray:
+    """MFCC of the first ``n_frames`` frames of ``x[1:]``; ``x[0]`` is the sample before them.
+
+    ``x`` is int16 (sample units) or float in [-1, 1]. Pre-emphasis
+    ``y[i] = x[i] - a * x[i - 1]`` in float64, psf's filter over the whole
+    signal: at the start of a stream ``x[0] = 0`` gives psf's ``y[0] = x[0]``
+    (``x + (-a * 0)`` is exactly ``x``).
+    """
+    cfg = plan.config
+    n_samples = cfg.window_samples + (n_frames - 1) * cfg.hop_samples
+    if work is None or work.emphasised.size < n_samples:
+        y = np.empty(n_samples, np.float64)
+        if work is not None:
+            work.emphasised = y
+    else:
+        y = work.emphasised[:n_samples]
+    np.multiply(x[:n_samples], -cfg.preemphasis, out=y, dtype=np.float64)
+    np.add(y, x[1:n_samples + 1], out=y, dtype=np.float64)
+    frames = _frame(y, n_frames, cfg.window_samples, cfg.hop_samples)
+    return _cepstra(frames, plan, work, window=plan.window_int16 if x.dtype == _INT16 else None)
 
 
 def mfcc(signal: np.ndarray, config: MfccConfig = MfccConfig()) -> np.ndarray:
@@ -323,35 +372,30 @@ def mfcc(signal: np.ndarray, config: MfccConfig = MfccConfig()) -> np.ndarray:
     np.ndarray [shape=(n_complete_frames, n_cepstra), dtype=float32]
         One row per complete frame; fewer samples than one window give 0 rows.
     """
-    x = to_float32(np.asarray(signal)).astype(np.float64)
+    x = to_float32(np.asarray(signal))
     if x.ndim != 1:
         raise AudioFormatError(f"signal must be mono (1-D), got shape {x.shape}")
-    plan = _plan(config)
     n = n_complete_frames(len(x), config)
     if n == 0:
         return np.zeros((0, config.n_cepstra), np.float32)
-    y = np.append(x[0], x[1:] - config.preemphasis * x[:-1])  # psf's sigproc.preemphasis
-    return _cepstra(_frame(np.ascontiguousarray(y), n, config.window_samples, config.hop_samples), plan)
+    return _emphasised_cepstra(np.concatenate((np.zeros(1, x.dtype), x)), n, _plan(config))
 
 
 class StreamingMfcc:
     """Incremental MFCC: each call computes only the frames that became complete.
 
     ``process(chunk)`` accepts any number of samples (int16 or float in
-    [-1, 1]) and returns the new frames, ``(n_new, n_cepstra)`` float32. State
-    is the last input sample (for pre-emphasis) and the pre-emphasised tail
-    not yet consumed by a frame: at most one window of samples, in a
-    preallocated buffer that new samples are pre-emphasised into, after it;
-    frames are read where they lie, and the tail moves back to the front only
-    when the buffer is full (every ``_BUFFER_HOPS`` hops or so; it grows only
-    for a chunk larger than any before). A call that completes no frame costs
-    a few numpy calls and returns at once.
-    """
+    [-1, 1]) and returns the new frames, ``(n_new, n_cepstra)`` float32; for
+    any chunking of a stream they equal ``mfcc(whole_stream)``.
+    :meth:`process_bytes` takes raw samples (what a caller that holds audio as
+    ``bytes`` has), the cheapest way in.
 
-    #: frames one call can compute without growing the work buffers (they grow on demand)
-    _INITIAL_FRAMES = 16
-    #: sample buffer: one window plus this many hops (1.3 s at the defaults) before the tail moves to the front
-    _BUFFER_HOPS = 64
+    State: the raw samples not yet consumed by a frame (less than one window),
+    preceded by the sample before them (for pre-emphasis), as bytes. int16
+    streams stay int16 (pre-emphasis runs in sample units; the window product
+    scales them exactly). A stream that switches to float continues in float32:
+    int16 samples converted by ``/ 32768`` are exactly the same numbers.
+    """
 
     def __init__(self, config: MfccConfig = MfccConfig()) -> None:
         self.config = config
@@ -359,63 +403,61 @@ class StreamingMfcc:
         self._empty = np.zeros((0, config.n_cepstra), np.float32)
         self._window = config.window_samples
         self._hop = config.hop_samples
-        self._buf = np.empty(self._window + self._BUFFER_HOPS * self._hop, np.float64)
-        self._work = _Work(self._plan, self._INITIAL_FRAMES)
+        self._work = _Work(self._plan, _MAX_PRODUCT_ROWS)
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio; the next sample is the start of a new stream."""
-        self._last_sample: float | None = None
-        self._start = self._end = 0  # the unconsumed pre-emphasised samples are _buf[_start:_end]
+        self._tail = b""  # unconsumed raw samples, after the sample before them (b"": stream start)
+        self._dtype: np.dtype | None = None  # sample type of _tail
         self.n_samples_seen = 0
         self.n_frames_emitted = 0
+
+    @property
+    def sample_dtype(self) -> np.dtype | None:
+        """Sample type the stream is held in (int16 or float32; None before the first sample)."""
+        return self._dtype
+
+    def samples_until(self, n_frames: int) -> int:
+        """Samples still to come before ``n_frames`` more frames are complete (0: they are)."""
+        held = len(self._tail) // self._dtype.itemsize - 1 if self._tail else 0
+        return max(0, self._window + (n_frames - 1) * self._hop - held)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk)
         if chunk.ndim > 1 and chunk.size != max(chunk.shape):  # (n, 2) would interleave channels
             raise AudioFormatError(f"audio chunk must be mono (1-D), got shape {chunk.shape}")
         x = chunk.reshape(-1)
-        dtype = x.dtype
-        is_int16 = dtype is _INT16 or dtype == _INT16  # identity first: numpy's canonical dtypes, no conversion
-        if not (is_int16 or dtype is _FLOAT32 or dtype == _FLOAT32):
+        if not (x.dtype == _INT16 or x.dtype == _FLOAT32):
             x = to_float32(x)  # other floats are rounded to float32, as mfcc() does
-        n = x.size
-        if n == 0:
+        return self.process_bytes(x.tobytes(), x.dtype)
+
+    def process_bytes(self, data: bytes, dtype: np.dtype) -> np.ndarray:
+        """New frames of raw samples ``data`` (native byte order) of type ``dtype`` (int16 or float32).
+
+        The caller vouches for the samples (int16, or finite float32 in about [-1, 1]):
+        :func:`kws_edge.audio.validate_audio` checks chunks at the public entry points.
+        """
+        if not isinstance(dtype, np.dtype):
+            dtype = np.dtype(dtype)
+        tail = self._tail
+        if dtype != self._dtype:
+            if self._dtype is None:  # stream start: the sample before the first one is 0
+                self._dtype, tail = dtype, bytes(dtype.itemsize)
+            elif self._dtype == _INT16:  # int16 so far, float32 now: continue in float32
+                tail = to_float32(np.frombuffer(tail, _INT16)).tobytes()
+                self._dtype = _FLOAT32
+            else:  # float32 so far, int16 now
+                data, dtype = to_float32(np.frombuffer(data, dtype)).tobytes(), _FLOAT32
+        size = dtype.itemsize
+        seg = tail + data
+        self.n_samples_seen += len(data) // size
+        held = len(seg) // size - 1
+        if held < self._window:  # no frame completes: keep the samples, return at once
+            self._tail = seg
             return self._empty
-        a = self.config.preemphasis
-        start, t = self._start, self._end
-        end = t + n
-        if end > self._buf.size:  # full: the unconsumed tail (< one window) to the front, growing if needed
-            keep = t - start
-            if keep + n > self._buf.size:
-                grown = np.empty(max(keep + n, 2 * self._buf.size), np.float64)
-                grown[:keep] = self._buf[start:t]
-                self._buf = grown
-            else:
-                self._buf[:keep] = self._buf[start:t]  # (numpy handles the overlap)
-            start, t, end = 0, keep, keep + n
-            self._start = 0
-        buf = self._buf
-        # pre-emphasis in float64 straight into the buffer after the tail: y[i] = x[i] - a * x[i-1].
-        # int16 is filtered in sample units and then scaled by 2**-15: scaling by a power of two is exact,
-        # so these are the same numbers as filtering x / 32768 (and as via float32, which mfcc() does).
-        y = buf[t:end]
-        np.multiply(x[:-1], -a, out=y[1:], dtype=np.float64)
-        np.add(y[1:], x[1:], out=y[1:], dtype=np.float64)
-        first, last = x[[0, -1]].tolist()  # Python int or float: exact
-        if is_int16:
-            y *= _INT16_TO_FLOAT64
-            first, last = first * _INT16_TO_FLOAT64, last * _INT16_TO_FLOAT64
-        y[0] = first if self._last_sample is None else first - a * self._last_sample
-        self._last_sample = last
-        self.n_samples_seen += n
-        self._end = end
-        if end - start < self._window:  # no frame completes: keep the samples, return at once
-            return self._empty
-        n_frames = 1 + (end - start - self._window) // self._hop
-        if n_frames > self._work.n_frames:
-            self._work = _Work(self._plan, n_frames)
-        out = _cepstra(_frame(buf, n_frames, self._window, self._hop, start), self._plan, self._work)
-        self._start = start + n_frames * self._hop
-        self.n_frames_emitted += n_frames
+        n = 1 + (held - self._window) // self._hop
+        out = _emphasised_cepstra(np.frombuffer(seg, dtype), n, self._plan, self._work)
+        self._tail = seg[n * self._hop * size:]
+        self.n_frames_emitted += n
         return out

@@ -16,6 +16,7 @@ from .bundle import Bundle, load_bundle
 from .engine import Engine
 from .errors import BundleError
 from .features import mfcc
+from .scoring import FrameQuantizer
 
 __all__ = ["KwsModel", "fit_clip"]
 
@@ -49,6 +50,7 @@ class KwsModel:
         self.input = self.engine.input
         self.output = self.engine.output
         self.window_frames = self.features.frames_per_clip
+        self.quantizer = FrameQuantizer(self.normalization, self.input)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "KwsModel":
@@ -82,8 +84,8 @@ class KwsModel:
                 )
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
-        """Normalise and quantise feature frames to the input's storage type."""
-        return self.engine.quantize(self.normalization.apply(frames), self.input)
+        """Normalise and quantise feature frames to the input's storage type (:class:`~kws_edge.scoring.FrameQuantizer`)."""
+        return self.quantizer(frames)
 
     def scores_prepared(self, window: np.ndarray) -> np.ndarray:
         """Class probabilities for one prepared window [shape=(frames, n_cepstra)]."""

@@ -91,7 +91,15 @@ class PosteriorSmoother:
     keywords : the labels that produce events
     config : DetectorConfig
     hop_s : seconds between evaluated hops (feature hop x stride)
+
+    The keyword scores of the last hops live in one buffer (float64, oldest
+    first); a hop's smoothed score is the mean of the window of rows ending
+    there, summed afresh (int8 models give multiples of 1/256, whose sums are
+    exact in any order, so :meth:`update` and :meth:`update_many` agree to the bit).
     """
+
+    #: rows the buffer holds beyond the window before the window moves back to its front
+    _SPARE_ROWS = 64
 
     def __init__(self, labels: tuple[str, ...], keywords: tuple[str, ...], config: DetectorConfig, hop_s: float):
         unknown = [k for k in keywords if k not in labels]
@@ -104,40 +112,59 @@ class PosteriorSmoother:
         self.keywords = tuple(keywords)
         self.config = config
         self.hop_s = float(hop_s)
-        self._kw_index = np.array([labels.index(k) for k in keywords], dtype=np.intp)
+        index = [labels.index(k) for k in keywords]
+        self._kw_index = np.array(index, dtype=np.intp)
+        # keyword columns as a slice when they are adjacent and in order (a view, not a gather)
+        self._kw_columns: slice | np.ndarray = (slice(index[0], index[-1] + 1)
+                                                if index and index == list(range(index[0], index[-1] + 1))
+                                                else self._kw_index)
         self._kw_thresholds = np.array([config.threshold(k) for k in keywords], dtype=np.float32)
         self._window_len = max(1, int(round(config.smoothing_window_ms / 1000.0 / self.hop_s)))
-        self._kw_window_thresholds = self._kw_thresholds * self._window_len
+        # a block cannot fire while (sum of its rows and the window before) / window stays below these
+        self._bound_limits = [float(t) for t in self._kw_thresholds]
+        self._rows = np.zeros((self._window_len + self._SPARE_ROWS, len(self.keywords)), np.float64)
         self.reset()
 
     def reset(self) -> None:
-        # the last <= window_len keyword-score rows, oldest first [shape=(m, n_keywords), float64]
-        self._history = np.zeros((0, len(self.keywords)), np.float64)
-        self._sum = np.zeros(len(self.keywords), np.float64)
+        self._end = 0  # rows in use: _rows[:_end], the last min(window, _n_seen) of them the history
+        self._n_seen = 0
         self._run_length = np.zeros(len(self.keywords), np.int64)
         self._suppressed_until_s = -np.inf
         self._armed = np.ones(len(self.keywords), bool)
         self._clear = True  # run lengths all 0 and every keyword armed
-        # last smoothed scores, kept as numerator / denominator and divided only when read
-        self._smoothed: tuple[np.ndarray, float] = (np.zeros(len(self.keywords), np.float64), 1.0)
+
+    def _history(self) -> np.ndarray:
+        """The keyword rows of the current window, oldest first [shape=(h, n_keywords), float64]."""
+        h = min(self._window_len, self._n_seen)
+        return self._rows[self._end - h:self._end]
 
     @property
     def last_smoothed(self) -> np.ndarray:
         """Smoothed keyword scores after the last hop [shape=(n_keywords,), float32]."""
-        num, den = self._smoothed
-        return (num / den).astype(np.float32)
+        history = self._history()
+        if not len(history):
+            return np.zeros(len(self.keywords), np.float32)
+        return (history.sum(axis=0) / len(history)).astype(np.float32)
+
+    def _make_room(self, n_rows: int) -> None:
+        """Room for ``n_rows`` more rows after the used ones (the window moves to the front)."""
+        if self._end + n_rows <= len(self._rows):
+            return
+        keep = min(self._window_len, self._n_seen)
+        size = max(len(self._rows), keep + n_rows)
+        rows = self._rows if size == len(self._rows) else np.zeros((size, len(self.keywords)), np.float64)
+        rows[:keep] = self._rows[self._end - keep:self._end]
+        self._rows, self._end = rows, keep
 
     def update(self, posteriors: np.ndarray, time_s: float) -> Detection | None:
         """Add the posteriors of the window ending at ``time_s``; maybe return a detection."""
         kw = np.asarray(posteriors, np.float64)[self._kw_index]
-        history = self._history
-        if len(history) == self._window_len:
-            self._sum -= history[0]
-            history = history[1:]
-        self._history = np.concatenate((history, kw[None]))
-        self._sum += kw
-        smoothed = self._sum / len(self._history)
-        self._smoothed = (smoothed, 1.0)
+        self._make_room(1)
+        self._rows[self._end] = kw
+        self._end += 1
+        self._n_seen += 1
+        history = self._history()
+        smoothed = history.sum(axis=0) / len(history)
         above = smoothed >= self._kw_thresholds
         self._run_length = np.where(above, self._run_length + 1, 0)
         self._armed |= ~above  # a keyword re-arms once its smoothed score has dropped below threshold
@@ -156,47 +183,38 @@ class PosteriorSmoother:
     @property
     def idle(self) -> bool:
         """History full of zero keyword scores: further all-zero keyword rows change no state."""
-        return len(self._history) == self._window_len and not self._sum.any() and not self._run_length.any()
+        return (self._n_seen >= self._window_len and self._clear
+                and not self._rows[self._end - self._window_len:self._end].any())
 
     def update_many(self, posteriors: np.ndarray, times_s: np.ndarray | Callable[[], np.ndarray]) -> list[Detection]:
         """Add many hops at once; the same detections as :meth:`update` row by row.
 
         ``posteriors`` is ``(n, n_labels)`` (probabilities, >= 0), ``times_s``
         ``(n,)``, or a function that returns them (called only when a row may
-        fire). When the history is full and even the sum of the whole history
-        and the whole block, averaged over the window, stays below every
-        threshold (the usual case away from keywords), no smoothed score in the
-        block can reach a threshold: the state advances with a few vectorised
-        operations (the running sum can differ from the row-by-row one by float
-        rounding, ~1e-16). Otherwise the rows go through :meth:`update` one by one.
+        fire). When the history is full and even the sum of the block and the
+        window before it, averaged over the window, stays below every
+        threshold (the usual case away from keywords), no smoothed score in
+        the block can reach a threshold: the rows are stored with a few numpy
+        calls. Otherwise every row's smoothed score is checked exactly, and the
+        rows go through :meth:`update` one by one only if one may fire.
         """
         post = np.asarray(posteriors)
-        if len(post) == 0:
+        n = len(post)
+        if n == 0:
             return []
-        history = self._history
         window = self._window_len
-        if len(history) == window:
-            kw = post[:, self._kw_index].astype(np.float64)
-            total = kw.sum(axis=0)
-            n = len(kw)
-            if ((self._sum + total) < self._kw_window_thresholds).all():
-                if n >= window:  # the block alone fills the history
-                    self._sum = total if n == window else kw[-window:].sum(axis=0)
-                    self._history = kw[-window:]
-                else:  # the running sum, as update() keeps it: minus the n oldest, plus the block
-                    self._sum = self._sum + total - history[:n].sum(axis=0)
-                    self._history = np.concatenate((history[n:], kw))
+        if self._n_seen >= window:
+            self._make_room(n)
+            end = self._end
+            rows = self._rows
+            rows[end:end + n] = post[:, self._kw_columns]
+            span = rows[end - window + 1:end + n]  # every row of a window that ends in this block
+            bound = np.add.reduce(span, axis=0).tolist()
+            if all(b / window < t for b, t in zip(bound, self._bound_limits)) or not (
+                    self._smoothed_rows(end, n) >= self._kw_thresholds).any():
+                self._end = end + n
+                self._n_seen += n
                 self._clear_runs()  # every row was below threshold: re-armed, as update() would
-                self._smoothed = (self._sum, float(window))
-                return []
-            # exact check: the smoothed score of every row of the block, from cumulative sums
-            csum = np.cumsum(np.concatenate((history, kw)), axis=0)
-            smoothed = (csum[window:] - csum[:n]) / window  # row j averages rows j+1 .. window+j
-            if not (smoothed >= self._kw_thresholds).any():
-                self._history = np.concatenate((history[n:], kw[-window:]))
-                self._sum = csum[-1] - csum[n - 1]
-                self._clear_runs()
-                self._smoothed = (smoothed[-1], 1.0)
                 return []
         if callable(times_s):
             times_s = times_s()
@@ -206,6 +224,12 @@ class PosteriorSmoother:
             if hit is not None:
                 found.append(hit)
         return found
+
+    def _smoothed_rows(self, end: int, n: int) -> np.ndarray:
+        """Smoothed score of each of the ``n`` rows stored after ``_rows[:end]`` [shape=(n, n_keywords)]."""
+        window = self._window_len
+        csum = np.cumsum(self._rows[end - window:end + n], axis=0)
+        return (csum[window:] - csum[:n]) / window  # row j averages the window of rows ending at it
 
     def _clear_runs(self) -> None:
         if not self._clear:

@@ -115,43 +115,25 @@ def build_stream(root: Path, clips: list[Clip], train_config: TrainConfig, noise
     return TestStream(samples=np.clip(out, -1.0, 1.0).astype(np.float32), sample_rate_hz=sr, events=events)
 
 
-class _PosteriorRecorder:
-    """A telemetry stand-in that keeps every evaluated posterior row the detector reports.
-
-    Both detector paths hand their evaluated rows to ``telemetry.observe`` once per chunk (the
-    streaming model evaluates a block of hops per call), so this sees every row, in order.
-    """
-
-    def __init__(self) -> None:
-        self.rows: list[np.ndarray] = []
-
-    def observe(self, audio, frames, posteriors=None, detections=()) -> None:  # noqa: ANN001
-        if posteriors is not None and len(posteriors):
-            self.rows.append(np.asarray(posteriors, np.float32))
-
-
 def run_detector(bundle: Bundle, stream: TestStream, config: DetectorConfig | None = None, *,
                  num_threads: int = 1) -> tuple[list[Detection], np.ndarray, np.ndarray]:
     """Feed the stream hop by hop through a real ``KeywordDetector`` (window or streaming model).
 
-    Returns ``(detections, posteriors [n_evals, n_labels], times_s [n_evals])``; every evaluated
-    posterior is returned, and evaluation ``e`` ends at frame ``frames_per_clip + e * stride_hops``
-    (the detector's contract for both paths).
+    Returns ``(detections, posteriors [n_evals, n_labels], times_s [n_evals])``: every evaluated
+    posterior row with the end of its window, as ``KeywordDetector.on_posteriors`` reports them.
     """
-    recorder = _PosteriorRecorder()
-    det = KeywordDetector(bundle, config=config, num_threads=num_threads, telemetry=recorder)
-    fc = det.model.features
-    hop = fc.hop_samples
+    det = KeywordDetector(bundle, config=config, num_threads=num_threads)
+    rows: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    det.on_posteriors(lambda posteriors, times_s: (rows.append(posteriors), ends.append(times_s)))
+    hop = det.features.hop_samples
     detections: list[Detection] = []
     samples = stream.samples
     for start in range(0, len(samples), hop):
         detections += det.process(samples[start:start + hop])
     n_labels = len(det.labels)
-    posts = np.concatenate(recorder.rows) if recorder.rows else np.zeros((0, n_labels), np.float32)
-    if len(posts) != det.n_evaluations:
-        raise RuntimeError(f"recorded {len(posts)} posteriors for {det.n_evaluations} evaluations")
-    counts = fc.frames_per_clip + np.arange(len(posts)) * det.config.stride_hops
-    times = ((counts - 1) * hop + fc.window_samples) / fc.sample_rate_hz
+    posts = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, n_labels), np.float32)
+    times = np.concatenate(ends) if ends else np.zeros(0, np.float64)
     return detections, posts.reshape(-1, n_labels), times.astype(np.float64)
 
 

@@ -12,7 +12,6 @@ and size, and the internal consistency of the manifest, and raises
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from ..atomic import atomic_directory
 from ..config import short_repr, to_dict
+from ..digest import sha256
 from ..errors import BundleError, ConfigError
 from ..portable import portable_json
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, READABLE_FORMATS, Manifest, ModelFile
@@ -34,7 +34,7 @@ MAX_MANIFEST_DEPTH = 32
 
 
 def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

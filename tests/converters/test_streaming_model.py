@@ -26,7 +26,7 @@ from kws_edge.converters.streaming import (  # noqa: E402
 )
 from kws_edge.engine import Engine  # noqa: E402
 from kws_edge.errors import ConfigError, ConversionError  # noqa: E402
-from kws_edge.streaming import StreamingRunner  # noqa: E402
+from kws_edge.streaming import StreamingScorer  # noqa: E402
 from kws_edge.training import streaming_model as sm  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]  # tests/
@@ -184,11 +184,42 @@ def test_int8_conversion_state_calibration_and_bundle(tmp_path):
     bundle = load_bundle(out)
     assert bundle.streaming_model_bytes == conv.model_bytes
     assert bundle.manifest.provenance.conversion.streaming == record
-    runner = StreamingRunner(bundle)
-    post, counts = runner.process(rng.standard_normal((80, 10)).astype(np.float32))
+    scores = StreamingScorer(bundle).score(rng.standard_normal((80, 10)).astype(np.float32))
+    post, counts = scores.posteriors, scores.frame_counts
     assert post.shape == (len(counts), 4) and np.allclose(post.sum(1), 1.0, atol=0.05)
     from kws_edge.converters.analysis import analyze_model
 
     ops = set(analyze_model(conv.model_bytes).operators)
     assert ops <= {"CONV_2D", "DEPTHWISE_CONV_2D", "CONCATENATION", "STRIDED_SLICE", "RESHAPE", "ADD",
                    "AVERAGE_POOL_2D", "SOFTMAX", "QUANTIZE"}, ops
+
+
+def test_detector_runs_a_streaming_model_of_any_block_size(tmp_path):
+    """One model converted with 1, 5 and 10 frames per call: the detector gives the same rows at the same
+    times (float32 models: equal to float rounding), and an interval is rounded up to whole blocks."""
+    from kws_edge.detector import KeywordDetector, detect_samples
+
+    src = load_bundle(HERE / "data" / "tone_tcn_bundle")
+    window = _toy_window_model(sm.TcnConfig(filters=8), seed=5)  # clip geometry of the bundle, small and fast
+    rng = np.random.default_rng(3)
+    audio = (0.1 * rng.standard_normal(16000 * 4)).astype(np.float32)
+    rows, times = {}, {}
+    for block in (1, 5, 10):
+        conv = convert_streaming(window, np.zeros((1, 49, 10), np.float32),
+                                 StreamingConversionConfig(quantize="float32", block_frames=block))
+        bundle = load_bundle(attach_streaming_model(src.path, conv.model_bytes, out_dir=tmp_path / f"b{block}",
+                                                    quantization="float32"))
+        det = KeywordDetector(bundle, interval_ms=200.0)
+        assert det.streaming.block_frames == block
+        assert det.streaming.blocks_per_call == {1: 10, 5: 2, 10: 1}[block]
+        got_rows, got_times = [], []
+        det.on_posteriors(lambda p, t: (got_rows.append(p), got_times.append(t)))
+        detect_samples(det, audio, chunk_samples=160, flush=True)
+        rows[block], times[block] = np.concatenate(got_rows), np.concatenate(got_times)
+        assert len(rows[block]) == det.n_evaluations
+    n = min(len(r) for r in rows.values())
+    assert n >= 4 * 49 - 49  # one row per hop after the first window, through the flush
+    for block in (5, 10):
+        np.testing.assert_allclose(rows[block][:n], rows[1][:n], atol=1e-5)
+        assert np.array_equal(times[block][:n], times[1][:n])
+    assert KeywordDetector(load_bundle(tmp_path / "b10"), interval_ms=300.0).streaming.blocks_per_call == 2

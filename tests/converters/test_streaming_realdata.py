@@ -38,7 +38,7 @@ def test_streaming_matches_window_on_real_speech(tmp_path):
     from kws_edge.detector import KeywordDetector, detect_samples
     from kws_edge.features import mfcc
     from kws_edge.model import KwsModel
-    from kws_edge.streaming import StreamingRunner
+    from kws_edge.streaming import StreamingScorer
     from kws_edge.training.config import SILENCE_LABEL, TrainConfig
     from kws_edge.training.dataset import NoiseBank, index_dataset
     from kws_edge.metrics import score_detections
@@ -56,7 +56,8 @@ def test_streaming_matches_window_on_real_speech(tmp_path):
     ts = build_stream(index.root, clips, cfg, noise, stream_cfg, split="validation")
 
     feats = mfcc(ts.samples, bundle.manifest.features)
-    post, counts = StreamingRunner(bundle).process(feats)
+    scores = StreamingScorer(bundle).score(feats)
+    post, counts = scores.posteriors, scores.frame_counts
     model = KwsModel(bundle)
     n = model.window_frames
     ref = np.stack([model.scores_features(feats[c - n:c]) for c in counts])

@@ -87,6 +87,16 @@ def test_flush_hears_a_keyword_at_the_very_end(detector, tone_bundle_path):
     assert [d.label for d in found] == ["yes"]
 
 
+def test_flush_hears_a_keyword_at_the_very_end_of_an_int16_stream(detector, tone_bundle_path):
+    """flush() feeds silence of the stream's own type: an int16 stream stays on its int16 path."""
+    clip = read_wav(tone_bundle_path.parent / "tone_yes.wav").samples
+    clip16 = (np.clip(clip, -1, 1) * 32767).astype(np.int16)
+    detector.reset()
+    assert [d for i in range(0, len(clip16), 160) for d in detector.process(clip16[i:i + 160])] == []
+    assert [d.label for d in detector.flush()] == ["yes"]
+    assert detector.n_samples == len(clip16) + detector.features.clip_samples
+
+
 def test_callbacks_and_posteriors(tone_bundle):
     det = KeywordDetector(tone_bundle)
     seen: list[Detection] = []

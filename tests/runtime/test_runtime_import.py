@@ -60,7 +60,7 @@ def test_runtime_works_with_tensorflow_blocked(tone_bundle_path):
         from kws_edge import KeywordDetector, detect_samples
         from kws_edge.engine import Engine
         det = KeywordDetector.from_bundle({str(tone_bundle_path)!r})
-        print("backend:", det.model.engine.backend)
+        print("backend:", det.backend)
         from kws_edge.audio import read_wav
         clip = read_wav({str(tone_bundle_path.parent / "tone_yes.wav")!r}).samples
         found = detect_samples(det, clip, flush=True)

@@ -21,7 +21,7 @@ from kws_edge.errors import AudioFormatError, BundleError, ConfigError
 from kws_edge.features import mfcc
 from kws_edge.model import KwsModel
 from kws_edge.smoothing import DetectorConfig, PosteriorSmoother
-from kws_edge.streaming import EnergyGate, StreamingRunner, gate_threshold_c0
+from kws_edge.streaming import EnergyGate, StreamingScorer, gate_threshold_c0
 
 from support import tone_bundle as tone
 
@@ -49,6 +49,12 @@ def tone_stream() -> np.ndarray:
     return tone.stream(events, 44.0, rng)
 
 
+def _rows(scorer: StreamingScorer, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posteriors and frame counts of one score() call."""
+    scores = scorer.score(frames)
+    return scores.posteriors, scores.frame_counts
+
+
 def _window_scores(model: KwsModel, feats: np.ndarray, counts: np.ndarray) -> np.ndarray:
     n = model.window_frames
     return np.stack([model.scores_features(feats[c - n:c]) for c in counts])
@@ -56,8 +62,8 @@ def _window_scores(model: KwsModel, feats: np.ndarray, counts: np.ndarray) -> np
 
 def test_streaming_rows_match_window_model(bundle, tone_stream):
     feats = mfcc(tone_stream, bundle.manifest.features)
-    runner = StreamingRunner(bundle)
-    post, counts = runner.process(feats)
+    runner = StreamingScorer(bundle)
+    post, counts = _rows(runner, feats)
     model = KwsModel(bundle)
     # one row per frame from the first complete window on; blocks leave < block_frames waiting
     assert counts[0] == model.window_frames
@@ -75,10 +81,10 @@ def test_streaming_rows_match_window_model(bundle, tone_stream):
 @pytest.mark.parametrize("frames_per_call", [1, 3, 7, 50])
 def test_runner_is_chunking_invariant(bundle, tone_stream, frames_per_call):
     feats = mfcc(tone_stream[: 16000 * 8], bundle.manifest.features)
-    runner = StreamingRunner(bundle)
-    whole_post, whole_counts = runner.process(feats)
+    runner = StreamingScorer(bundle)
+    whole_post, whole_counts = _rows(runner, feats)
     runner.reset()
-    parts = [runner.process(feats[i:i + frames_per_call]) for i in range(0, len(feats), frames_per_call)]
+    parts = [_rows(runner, feats[i:i + frames_per_call]) for i in range(0, len(feats), frames_per_call)]
     post = np.concatenate([p for p, _ in parts])
     counts = np.concatenate([c for _, c in parts])
     assert np.array_equal(counts, whole_counts)
@@ -87,10 +93,10 @@ def test_runner_is_chunking_invariant(bundle, tone_stream, frames_per_call):
 
 def test_reset_restores_the_zero_state(bundle, tone_stream):
     feats = mfcc(tone_stream[: 16000 * 4], bundle.manifest.features)
-    runner = StreamingRunner(bundle)
-    first, _ = runner.process(feats)
+    runner = StreamingScorer(bundle)
+    first, _ = _rows(runner, feats)
     runner.reset()
-    again, _ = runner.process(feats)
+    again, _ = _rows(runner, feats)
     assert np.array_equal(first, again)
     assert runner.stats.frames_in == len(feats)
 
@@ -149,7 +155,7 @@ def test_bundle_without_streaming_model(bundle):
     with pytest.raises(BundleError, match="no streaming model"):
         KeywordDetector(plain, streaming=True)
     with pytest.raises(BundleError, match="no streaming model"):
-        StreamingRunner(plain)
+        StreamingScorer(plain)
 
 
 # ----------------------------------------------------------------------------- energy gate
@@ -167,10 +173,10 @@ def _gapped_stream(rng: np.random.Generator) -> np.ndarray:
 def test_gate_skips_quiet_stretches_and_resumes_exactly(bundle):
     audio = _gapped_stream(np.random.default_rng(2))
     feats = mfcc(audio, bundle.manifest.features)
-    plain = StreamingRunner(bundle)
-    gated = StreamingRunner(bundle, gate=EnergyGate(level_dbfs=-70.0))
-    p_ref, c_ref = plain.process(feats)
-    parts = [gated.process(feats[i:i + 5]) for i in range(0, len(feats), 5)]
+    plain = StreamingScorer(bundle)
+    gated = StreamingScorer(bundle, gate=EnergyGate(level_dbfs=-70.0))
+    p_ref, c_ref = _rows(plain, feats)
+    parts = [_rows(gated, feats[i:i + 5]) for i in range(0, len(feats), 5)]
     p_g = np.concatenate([p for p, _ in parts])
     c_g = np.concatenate([c for _, c in parts])
     assert np.array_equal(c_g, c_ref)
@@ -300,9 +306,9 @@ def test_interval_ms_halves_the_calls_and_keeps_every_detection(bundle, tone_str
     assert ref.streaming.blocks_per_call == 1
     slow = KeywordDetector(bundle, interval_ms=interval_ms)
     assert slow.streaming.blocks_per_call == blocks
-    calls = []
-    inner = slow._mfcc.process
-    slow._mfcc.process = lambda chunk: calls.append(len(chunk)) or inner(chunk)
+    calls = []  # features and model run once per call of the scorer
+    inner = slow.scorer.score
+    slow.scorer.score = lambda frames: calls.append(len(frames)) or inner(frames)
     a = detect_samples(ref, audio, chunk_samples=1600)
     b = detect_samples(slow, audio, chunk_samples=1600)
     assert a and [d.to_dict() for d in a] == [d.to_dict() for d in b]  # same label, time and score
@@ -315,7 +321,7 @@ def test_default_interval_is_two_blocks_of_the_shipped_model(bundle):
     from kws_edge.detector import DEFAULT_INTERVAL_MS
 
     shipped = KeywordDetector.from_bundle()
-    block_ms = shipped.streaming.block_frames * shipped.model.features.hop_ms
+    block_ms = shipped.streaming.block_frames * shipped.features.hop_ms
     assert (DEFAULT_INTERVAL_MS, block_ms) == (200.0, 100.0)
     assert shipped.streaming.blocks_per_call == 2
     assert KeywordDetector(bundle).streaming.blocks_per_call == KeywordDetector(bundle, interval_ms=200.0).streaming.blocks_per_call
@@ -327,7 +333,7 @@ def test_interval_ms_needs_a_streaming_model_and_a_positive_value(bundle):
     with pytest.raises(ConfigError, match="interval_ms=0"):
         KeywordDetector(bundle, interval_ms=0)
     with pytest.raises(ConfigError, match="blocks_per_call=0"):
-        StreamingRunner(bundle, blocks_per_call=0)
+        StreamingScorer(bundle, blocks_per_call=0)
     assert KeywordDetector.from_bundle(BUNDLE, interval_ms=300.0).streaming.blocks_per_call == 3
     # a loaded bundle works as well as a path
     loaded = KeywordDetector.from_bundle(bundle, interval_ms=300.0, thresholds=0.5)
@@ -395,3 +401,118 @@ def test_a_bad_chunk_is_refused_at_once_and_loses_no_held_audio(bundle, tone_str
         events += [d.to_dict() for d in det.process(audio[i:i + 160])]
         rows.append((det.n_evaluations, det.last_posteriors.tolist()))
     assert (events, rows) == ref
+
+
+# ----------------------------------------------------------------------------- the public scorer API (issue 19)
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_on_posteriors_reports_every_evaluated_row_with_its_time(bundle, tone_stream, streaming):
+    """Every row the smoother sees, in order, with the end of its window; the same for any chunking."""
+    audio = tone_stream[: 16000 * 8]
+    got = {}
+    for chunk in (160, 1600, len(audio)):
+        det = KeywordDetector(bundle, streaming=streaming)
+        rows, times = [], []
+        det.on_posteriors(lambda p, t: (rows.append(np.array(p)), times.append(np.array(t))))
+        events = detect_samples(det, audio, chunk_samples=chunk, flush=True)
+        post, t = np.concatenate(rows), np.concatenate(times)
+        assert len(post) == len(t) == det.n_evaluations
+        n = det.features.frames_per_clip  # evaluation e ends at frame n + e (stride 1), as the window path counts
+        assert np.array_equal(t, ((n + np.arange(len(t)) - 1) * 320 + 640) / 16000)
+        assert np.array_equal(post[-1], det.last_posteriors)
+        assert {e.time_s for e in events} <= set(t.tolist())  # a detection carries the time of its row
+        got[chunk] = (post, t, [e.to_dict() for e in events])
+    ref = got[len(audio)]
+    for post, t, events in got.values():
+        assert np.array_equal(post, ref[0]) and np.array_equal(t, ref[1]) and events == ref[2]
+
+
+def test_scorers_are_public_and_interchangeable(bundle, tone_stream):
+    """Both scorers keep the Scorer protocol: frames in, rows with their frame counts out; the detector
+    runs whichever it was given, and the window model is only loaded when it runs."""
+    from kws_edge.scoring import Scorer, Scores, WindowScorer
+
+    feats = mfcc(tone_stream[: 16000 * 4], bundle.manifest.features)
+    window = KwsModel(bundle)
+    scorers = {"streaming": StreamingScorer(bundle), "window": WindowScorer(window, stride_hops=2)}
+    for name, scorer in scorers.items():
+        assert isinstance(scorer, Scorer), name
+        assert scorer.labels == bundle.manifest.labels and scorer.window_frames == 49
+        scores = scorer.score(feats)
+        assert isinstance(scores, Scores) and scores.first_frame == 49
+        counts = scores.frame_counts
+        assert counts[0] == 49 and np.all(np.diff(counts) == scores.step_frames)
+        assert scores.step_frames == (2 if name == "window" else 1)
+        ends = scores.end_samples(window_samples=640, hop_samples=320)
+        assert np.array_equal(ends, (counts - 1) * 320 + 640)
+        assert 1 <= scorer.frames_due() <= 10
+    # the streaming rows every other hop are the window scorer's evaluations (same windows, int8 tolerance)
+    s, w = scorers["streaming"], scorers["window"]
+    s.reset(), w.reset()
+    every = s.score(feats).every(2, first_window_frames=49)
+    rows = w.score(feats)
+    n = min(len(every.posteriors), len(rows.posteriors))
+    assert np.array_equal(every.frame_counts[:n], rows.frame_counts[:n])
+    assert np.abs(every.posteriors[:n] - rows.posteriors[:n]).max() <= INT8_MAX_ABS
+    # the detector: the window model's interpreter is built only on demand when the streaming model runs
+    det = KeywordDetector(bundle)
+    detect_samples(det, tone_stream[: 16000 * 2])
+    assert det._model is None and det.backend.startswith(det.scorer.engine.backend.split()[0])
+    assert det.model.window_frames == 49 and det._model is not None
+    assert isinstance(KeywordDetector(bundle, streaming=False).scorer, WindowScorer)
+
+
+def test_streaming_io_contract_is_one_definition(bundle):
+    """The runtime's contract (also used by kws-convert and the TFLM check): tensors by rank, block and context
+    from the model, the state fed back as it is when both state tensors share their quantisation."""
+    from kws_edge.engine import Engine
+    from kws_edge.streaming import StreamingIO, tensor_roles
+
+    io = StreamingIO(Engine(bundle.streaming_model_bytes))
+    assert (io.block_frames, io.context_frames) == (5, 4) and io.same_state_quantization
+    assert io.zero_state().shape == io.state_in.shape and np.all(io.zero_state() == io.state_in.zero_point)
+    assert tensor_roles([(1, 1232), (1, 9, 10)], [(1, 5, 4), (1, 1232)]) == (1, 0, 0, 1)
+    with pytest.raises(BundleError, match="2 inputs"):
+        tensor_roles([(1, 9, 10)], [(1, 5, 4), (1, 1232)])
+    with pytest.raises(ConfigError, match="ranks"):
+        tensor_roles([(1, 9), (1, 1232)], [(1, 5, 4), (1, 1232)], error=ConfigError)
+
+
+def test_one_frame_quantizer_for_both_models(bundle, tone_stream):
+    """FrameQuantizer is the models' input preparation: within one step of normalise-then-quantise, and the
+    streaming scorer and the window model prepare the same frames alike when their inputs share a scale."""
+    from kws_edge.scoring import FrameQuantizer
+
+    feats = mfcc(tone_stream[: 16000 * 4], bundle.manifest.features)
+    model = KwsModel(bundle)
+    q = FrameQuantizer(bundle.manifest.normalization, model.input)
+    two_steps = model.engine.quantize(bundle.manifest.normalization.apply(feats), model.input)
+    assert np.abs(q(feats).astype(int) - two_steps.astype(int)).max() <= 1
+    assert np.mean(q(feats) == two_steps) > 0.999
+    out = np.empty(feats.shape, q.dtype)
+    assert q(feats, out=out) is out and np.array_equal(out, model.prepare(feats))
+    scorer = StreamingScorer(bundle)
+    assert scorer.quantizer.tensor == scorer.io.frames
+
+
+def test_telemetry_attached_after_construction_sees_every_chunk(bundle, tone_stream):
+    """int16 chunks that complete nothing skip validation and telemetry only while no telemetry is attached."""
+    from kws_edge.telemetry import DetectorTelemetry
+
+    audio16 = (np.clip(tone_stream[: 16000 * 3], -1, 1) * 32767).astype(np.int16)
+    det = KeywordDetector(bundle)
+    det.telemetry = DetectorTelemetry.for_manifest(bundle.manifest)
+    for i in range(0, len(audio16), 160):
+        det.process(audio16[i:i + 160])
+    snap = det.telemetry.snapshot()
+    assert snap["samples"] == len(audio16) == det.n_samples and snap["evaluations"] == det.n_evaluations > 0
+    det.telemetry = None
+    det.reset()
+    assert det.process(audio16[:160]) == [] and det.n_samples == 160
+
+
+def test_energy_gate_needs_the_streaming_model_and_a_silence_label(bundle):
+    with pytest.raises(ConfigError, match="energy gate runs the streaming model"):
+        KeywordDetector(bundle, streaming=False, gate=EnergyGate())
+    with pytest.raises(ConfigError, match="energy gate runs the streaming model"):
+        KeywordDetector(load_bundle(WINDOW_ONLY_BUNDLE), gate=EnergyGate())
