@@ -51,7 +51,7 @@ from typing import Any, Optional
 from ..atomic import atomic_write_json, deferred_sigint, pid_alive
 from ..config import config_hash, from_dict, to_dict
 from ..errors import BudgetExceeded, ConfigError, KwsError
-from ..portable import portable_path
+from ..portable import portable_json, portable_path
 from ..smoothing import DetectorConfig
 from ..stamps import utc_now
 from ..training.config import TrainConfig
@@ -98,7 +98,8 @@ class _Pipeline:
     def _save_ledger(self) -> None:
         self.ledger.update(format_version=LEDGER_FORMAT, out_dir=portable_path(self.out), updated_utc=utc_now(),
                            code_version=self.code, config=to_dict(self.train_cfg), pipeline=to_dict(self.pipe_cfg))
-        atomic_write_json(self.out / LEDGER_NAME, self.ledger)
+        # the ledger is a run file: no path of this machine in it (kws_edge.portable); stage keys are unaffected
+        atomic_write_json(self.out / LEDGER_NAME, portable_json(self.ledger))
 
     def _save_ledger_after_failure(self) -> None:
         """Record a stage's end; if that fails too (the disk is full), the stage's own error is the one reported."""

@@ -30,7 +30,7 @@ from .. import __version__
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..config import config_hash, to_dict
 from ..features import Normalization
-from ..portable import portable_path
+from ..portable import portable_json, portable_path
 from ..stamps import git_commit, utc_now
 from . import rundir as rd
 from .augment import spec_augment
@@ -306,7 +306,7 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     out = run.path
     atomic_write_json(out / rd.CONFIG_JSON, to_dict(config))
     timings["data_s"] = time.perf_counter() - t_start
-    manifest = index.manifest()
+    manifest = portable_json(index.manifest())  # no path of this machine in a run file
     atomic_write_json(out / rd.DATA_MANIFEST_JSON, manifest)
     run_info["data_sha256"] = manifest["content_sha256"]
     atomic_write_json(out / rd.RUN_JSON, run_info)
@@ -452,7 +452,7 @@ def _add_synthetic_negatives(index: DatasetIndex, config: TrainConfig, progress:
     folder = generate_word_folder(syn, seed=config.seed, sample_rate_hz=config.features.sample_rate_hz, progress=cb)
     clips = synthetic_negative_clips(folder, config)
     index.clips += clips
-    return {"requested": config.synthetic_negatives, "added": len(clips), "folder": str(folder)}
+    return {"requested": config.synthetic_negatives, "added": len(clips), "folder": portable_path(folder)}
 
 
 def _write_summary(out: Path, config: TrainConfig, index: DatasetIndex, stats: FeatureStats,

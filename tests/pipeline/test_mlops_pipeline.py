@@ -150,6 +150,11 @@ def test_interrupt_fail_resume_reuse_and_reproducibility(tmp_path):
         assert got[key] == getattr(report.score, key), key
     assert [p["false_reject_rate"] for p in got["det_curve"]] == [p.false_reject_rate for p in report.det_curve]
     assert f"{100 * report.score.false_reject_rate:.1f}%" in html
+    # no absolute path of this machine in any manifest or run file the pipeline wrote
+    from kws_edge.portable import absolute_paths_in
+
+    for path in sorted(out.rglob("*.json")):
+        assert absolute_paths_in(json.loads(path.read_text())) == [], path.relative_to(out)
 
     # 4. nothing changed: everything reused, quickly
     t0 = time.monotonic()
