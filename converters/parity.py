@@ -38,12 +38,12 @@ def window_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
 
 def streaming_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
     """Class probabilities of a converted streaming model at the last frame of each clip, from zero state."""
-    from .streaming import stream_io
+    from kws_edge.errors import ConversionError
+    from kws_edge.streaming import StreamingIO
 
     engine = Engine(model_bytes, num_threads=1)
-    io_ = stream_io(engine)
-    block = int(io_.probs.shape[1])
-    context = int(io_.frames.shape[1]) - block
+    io_ = StreamingIO(engine, error=ConversionError)
+    block, context = io_.block_frames, io_.context_frames
     out = []
     for clip in np.asarray(x, np.float32):
         pad = (block - (len(clip) - context) % block) % block  # the last call must end on the clip's last frame

@@ -64,6 +64,8 @@ __all__ = [
     "det_curve",
     "select_thresholds",
     "choose_setting",
+    "threshold_for_isolated_target",
+    "choose_isolated_setting",
     "evaluation_hop_s",
 ]
 
@@ -391,3 +393,32 @@ def choose_setting(scores: Sequence[dict[str, Any]], target_fa_per_hour: float, 
         return min(within, key=lambda i: scores[i]["false_reject_rate"])
     return min(range(len(scores)), key=lambda i: (scores[i]["false_accepts_per_hour"] / target_fa_per_hour
                                                   + scores[i]["false_reject_rate"] / target_frr))
+
+
+def threshold_for_isolated_target(detection_rates: dict[float, float], points: dict[float, dict[str, Any]],
+                                  keyword: str, target: float) -> float:
+    """A keyword's threshold: of those whose isolated-keyword detection rate (``detection_rates[t]``) is
+    at least ``target``, the one with the fewest false accepts per hour of ``keyword`` on the tuning
+    stream (``points[t]``, a DET point), then the lowest FRR, then the highest threshold. When none
+    reaches the target, the threshold that detects the most clips (ties: the highest threshold)."""
+    if not detection_rates:
+        raise ConfigError("no thresholds to choose from")
+    ok = [t for t, r in detection_rates.items() if r is not None and r >= target]
+    if not ok:
+        return max(detection_rates, key=lambda t: (detection_rates[t] or 0.0, t))
+    return min(ok, key=lambda t: (points[t]["per_keyword"][keyword]["false_accepts_per_hour"],
+                                  points[t]["per_keyword"][keyword]["false_reject_rate"], -t))
+
+
+def choose_isolated_setting(candidates: Sequence[dict[str, Any]], target: float) -> int:
+    """Index of the detector setting to ship among ``candidates`` (each with ``isolated``: the
+    isolated-keyword detection rate per keyword, and the tuning stream's ``false_accepts_per_hour`` and
+    ``false_reject_rate``): among the settings whose every keyword meets ``target``, the fewest FA/h,
+    then the lowest FRR; if none meets it, the setting whose worst keyword is detected most often."""
+    if not candidates:
+        raise ConfigError("no detector settings to choose from")
+    met = [i for i, c in enumerate(candidates) if all(r is not None and r >= target for r in c["isolated"].values())]
+    if met:
+        return min(met, key=lambda i: (candidates[i]["false_accepts_per_hour"], candidates[i]["false_reject_rate"]))
+    return max(range(len(candidates)), key=lambda i: (min(r or 0.0 for r in candidates[i]["isolated"].values()),
+                                                       -candidates[i]["false_accepts_per_hour"]))

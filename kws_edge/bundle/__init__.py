@@ -12,7 +12,7 @@ read through :mod:`.upgrade`. :func:`save_bundle` writes a whole bundle atomical
 from __future__ import annotations
 
 from .budgets import Budgets
-from .io import Bundle, default_bundle_path, load_bundle, save_bundle, sha256_bytes
+from .io import SHIPPED_BUNDLES, Bundle, default_bundle_path, load_bundle, save_bundle, sha256_bytes, shipped_bundle_path
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, MODEL_NAME, READABLE_FORMATS, Manifest, ModelFile, TensorSpec
 from .metrics import Metrics
 from .provenance import Provenance
@@ -33,4 +33,6 @@ __all__ = [
     "save_bundle",
     "default_bundle_path",
     "sha256_bytes",
+    "shipped_bundle_path",
+    "SHIPPED_BUNDLES",
 ]

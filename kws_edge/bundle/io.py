@@ -25,7 +25,8 @@ from ..portable import portable_json
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, READABLE_FORMATS, Manifest, ModelFile
 from .upgrade import upgrade_manifest
 
-__all__ = ["Bundle", "load_bundle", "save_bundle", "default_bundle_path", "sha256_bytes", "read_manifest_json",
+__all__ = ["Bundle", "load_bundle", "save_bundle", "default_bundle_path", "shipped_bundle_path", "SHIPPED_BUNDLES",
+           "sha256_bytes", "read_manifest_json",
            "MAX_MANIFEST_BYTES", "MAX_MANIFEST_DEPTH"]
 
 #: a manifest is a few tens of KB; one larger than this, or nested deeper, is damaged or hostile
@@ -56,9 +57,22 @@ class Bundle:
         return self.path / name
 
 
+#: the bundles shipped inside the package, by name (``load_bundle("micro")``, ``kws detect --bundle micro``):
+#: ``default`` for a Raspberry Pi class device, ``micro`` for a Cortex-M class one (training/recipes/make_bundle.sh)
+SHIPPED_BUNDLES = ("default", "micro")
+
+
+def shipped_bundle_path(name: str = "default") -> Path:
+    """The directory of a bundle shipped inside the package (``SHIPPED_BUNDLES``)."""
+    if name not in SHIPPED_BUNDLES:
+        raise BundleError(f"no shipped bundle is called {short_repr(name)}; the shipped ones are "
+                          f"{', '.join(SHIPPED_BUNDLES)}")
+    return Path(__file__).resolve().parent.parent / f"{name}_bundle"
+
+
 def default_bundle_path() -> Path:
-    """The bundle shipped inside the package."""
-    return Path(__file__).resolve().parent.parent / "default_bundle"
+    """The bundle shipped inside the package for a Raspberry Pi class device."""
+    return shipped_bundle_path("default")
 
 
 def _read_model(path: Path, spec: ModelFile) -> bytes:
@@ -86,8 +100,13 @@ def _read_model(path: Path, spec: ModelFile) -> bytes:
 
 
 def load_bundle(path: str | Path | None = None) -> Bundle:
-    """Load and verify a bundle directory (default: the bundle in the package)."""
+    """Load and verify a bundle directory (default: the default bundle in the package).
+
+    A name of ``SHIPPED_BUNDLES`` (``"micro"``) that is not a directory here means that shipped bundle.
+    """
     path = Path(path) if path is not None else default_bundle_path()
+    if str(path) in SHIPPED_BUNDLES and not path.exists():
+        path = shipped_bundle_path(str(path))
     if not path.exists():
         raise BundleError(f"bundle {path} does not exist; pass --bundle with a directory made by kws-convert")
     if not path.is_dir():

@@ -27,7 +27,8 @@ from . import cli
 
 __all__ = ["detect", "classify", "listen", "info"]
 
-_BUNDLE_HELP = "bundle directory (model.tflite + manifest.json); default: the bundle shipped with kws-edge"
+_BUNDLE_HELP = ("bundle directory (model.tflite + manifest.json), or the name of a shipped one: default (a Raspberry "
+                "Pi class device) or micro (a Cortex-M class one); default: default")
 
 
 def _load(bundle_dir: Path | None) -> Bundle:

@@ -1,4 +1,4 @@
-"""The shipped bundle's recipe: refuses a dirty tree; the manifest clean-up script keeps every fact."""
+"""The shipped bundles' recipe (make_bundle.sh): refuses a dirty tree; the manifest clean-up script keeps every fact."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "training" / "recipes" / "make_default_bundle.sh"
+RECIPE = REPO / "training" / "recipes" / "make_bundle.sh"
 CLEAN = REPO / "training" / "recipes" / "clean_manifest_paths.py"
 
 
@@ -43,11 +43,11 @@ def recipe_repo(tmp_path):
     return repo, bin_dir, tmp_path / "called"
 
 
-def _run(repo: Path, bin_dir: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "training/recipes/make_default_bundle.sh", str(repo / "data"), str(repo / "work")],
+def _run(repo: Path, bin_dir: Path, tier: str = "default", **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "training/recipes/make_bundle.sh", tier, str(repo / "work")],
                           cwd=repo, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                               "TEACHER_SEEDS": "", **env})
+                               "TEACHER_SEEDS": "", "DATA": str(repo / "data"), **env})
 
 
 def test_recipe_refuses_a_dirty_tree_for_the_shipped_bundle(recipe_repo):
@@ -59,6 +59,24 @@ def test_recipe_refuses_a_dirty_tree_for_the_shipped_bundle(recipe_repo):
     assert not called.exists()  # nothing was trained
     proc = _run(repo, bin_dir, ALLOW_DIRTY="1")  # the explicit override goes on (to the stand-in trainer)
     assert proc.returncode == 3 and called.read_text().split() == ["kws-train"]
+
+
+def test_recipe_refuses_a_dirty_tree_for_either_tier(recipe_repo):
+    repo, bin_dir, called = recipe_repo
+    (repo / "kws_edge" / "micro_bundle").mkdir()
+    (repo / "kws_edge" / "micro_bundle" / "manifest.json").write_text('{"changed": 1}\n')
+    _git(repo, "add", ".")
+    (repo / "kws_edge" / "micro_bundle" / "manifest.json").write_text('{"changed": 2}\n')
+    proc = _run(repo, bin_dir, tier="micro")
+    assert proc.returncode == 2 and "uncommitted changes" in proc.stderr
+    assert not called.exists()
+
+
+def test_recipe_names_its_tiers(recipe_repo):
+    repo, bin_dir, called = recipe_repo
+    proc = _run(repo, bin_dir, tier="huge")
+    assert proc.returncode == 2 and "usage: bash training/recipes/make_bundle.sh default|micro" in proc.stderr
+    assert not called.exists()
 
 
 def test_recipe_runs_on_a_clean_tree(recipe_repo):

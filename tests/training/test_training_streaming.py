@@ -14,7 +14,8 @@ from kws_edge.errors import ConfigError
 from kws_edge.smoothing import Detection
 from kws_edge.training.config import TrainConfig
 from kws_edge.training.dataset import NoiseBank, index_dataset
-from kws_edge.metrics import choose_setting, score_detections, select_thresholds
+from kws_edge.metrics import (choose_isolated_setting, choose_setting, score_detections, select_thresholds,
+                              threshold_for_isolated_target)
 from kws_edge.training.streaming_eval import StreamConfig, build_stream
 
 KW = ("yes", "no")
@@ -73,6 +74,37 @@ def test_choose_setting_without_one_within_the_target_is_nearest_to_both():
         choose_setting([], 0.5, 0.05)
     with pytest.raises(ConfigError, match="must be > 0"):
         choose_setting(shipped, 0.5, 0.0)
+
+
+def _point(**per_keyword):
+    return {"per_keyword": {k: {"false_accepts_per_hour": fah, "false_reject_rate": frr}
+                            for k, (fah, frr) in per_keyword.items()}}
+
+
+def test_threshold_for_isolated_target_fewest_false_accepts_among_those_that_detect_enough():
+    rates = {0.5: 1.0, 0.9: 0.98, 0.99: 0.96}
+    points = {0.5: _point(no=(6.0, 0.1)), 0.9: _point(no=(2.0, 0.2)), 0.99: _point(no=(0.0, 0.4))}
+    assert threshold_for_isolated_target(rates, points, "no", 0.97) == 0.9  # 0.99 misses the target
+    assert threshold_for_isolated_target(rates, points, "no", 0.95) == 0.99
+    # equal false accepts: the lower FRR, then the higher threshold
+    flat = {t: _point(no=(1.0, 0.2)) for t in rates}
+    assert threshold_for_isolated_target(rates, flat, "no", 0.95) == 0.99
+    # none reaches the target: the threshold that detects the most
+    assert threshold_for_isolated_target({0.5: 0.9, 0.9: 0.8}, points, "no", 0.97) == 0.5
+    with pytest.raises(ConfigError, match="no thresholds"):
+        threshold_for_isolated_target({}, points, "no", 0.97)
+
+
+def test_choose_isolated_setting_meets_the_target_then_fewest_false_accepts():
+    c = [{"isolated": {"yes": 0.99, "no": 0.98}, "false_accepts_per_hour": 4.0, "false_reject_rate": 0.1},
+         {"isolated": {"yes": 0.99, "no": 0.96}, "false_accepts_per_hour": 1.0, "false_reject_rate": 0.1},
+         {"isolated": {"yes": 0.98, "no": 0.97}, "false_accepts_per_hour": 4.0, "false_reject_rate": 0.05}]
+    assert choose_isolated_setting(c, 0.97) == 2  # the second misses "no"; of the others, the lower FRR
+    assert choose_isolated_setting(c, 0.95) == 1
+    # none meets it: the best worst keyword
+    assert choose_isolated_setting(c, 0.999) == 0
+    with pytest.raises(ConfigError, match="no detector settings"):
+        choose_isolated_setting([], 0.97)
 
 
 def _test_split_words(tmp_path):
