@@ -146,3 +146,21 @@ def test_manifest_tensor_specs_must_match_the_model(tone_bundle_copy, edit, matc
     stamp_bundle(tone_bundle_copy)  # a consistent digest: the model itself must refuse the manifest
     with pytest.raises(BundleError, match=match):
         KwsModel.load(tone_bundle_copy)
+
+
+def test_shipped_bundles_by_name(tmp_path, monkeypatch):
+    from kws_edge.bundle import SHIPPED_BUNDLES, load_bundle, shipped_bundle_path
+    from kws_edge.errors import BundleError
+
+    assert SHIPPED_BUNDLES == ("default", "micro")
+    assert shipped_bundle_path().name == "default_bundle" and shipped_bundle_path("micro").name == "micro_bundle"
+    with pytest.raises(BundleError, match="no shipped bundle is called 'huge'; the shipped ones are default, micro"):
+        shipped_bundle_path("huge")
+    for name in SHIPPED_BUNDLES:
+        if (shipped_bundle_path(name) / "manifest.json").is_file():
+            assert load_bundle(name).path == shipped_bundle_path(name)
+    # a directory of that name where the user is wins over the shipped one
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "micro").mkdir()
+    with pytest.raises(BundleError, match="bundle micro has no manifest.json"):
+        load_bundle("micro")
