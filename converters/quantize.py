@@ -170,7 +170,9 @@ def strip_tensor_names(flatbuffer: bytes) -> bytes:
     are a large share of the file (about 4.7 KB of 27 KB for the 7k-parameter
     ``tcn`` of the default bundle).
     """
-    from ai_edge_litert.tools import flatbuffer_utils
+    # TensorFlow's copy of the flatbuffer tools (the converter has TensorFlow; the runtime's ai-edge-litert
+    # 1.x, installed on devices for its size, has no tools package)
+    from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
     for graph in model.subgraphs:
