@@ -52,7 +52,7 @@ def modules() -> list[tuple[str, Path, bool]]:
     for package, folder in FOLDERS.items():
         for path in sorted(folder.rglob("*.py")):
             rel = path.relative_to(folder)
-            if package == "kws_edge" and rel.parts[0] in ("default_bundle",):
+            if package == "kws_edge" and rel.parts[0] in ("default_bundle", "micro_bundle"):
                 continue
             if rel.parts[0] == "recipes":  # scripts that run the rooms, not part of any (not installed)
                 continue

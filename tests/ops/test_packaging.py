@@ -37,7 +37,8 @@ def test_pip_wheel_from_a_checkout_leaves_no_build_or_egg_info(checkout, tmp_pat
     assert _tree(checkout) == before  # no build/, no kws_edge.egg-info, nothing else
     (wheel,) = wheels.glob("kws_edge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("kws_edge/default_bundle/manifest.json", "kws_edge/workstation/web/index.html",
+    for needed in ("kws_edge/default_bundle/manifest.json", "kws_edge/micro_bundle/manifest.json",
+                   "kws_edge/micro_bundle/model_streaming.tflite", "kws_edge/workstation/web/index.html",
                    "kws_edge/training/fit.py", "kws_edge/converters/cli.py", "kws_edge/devices/x86-64.toml",
                    "kws_edge/bundle/manifest.py", "kws_edge/pipeline/cli.py", "kws_edge/workstation/cli.py"):
         assert needed in names, needed
