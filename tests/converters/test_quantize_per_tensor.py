@@ -10,7 +10,7 @@ from kws_edge.engine import Engine
 
 def _weight_scale_counts(model_bytes: bytes) -> list[int]:
     """Scale counts of every constant multi-dimensional int8 tensor (the convolution weights)."""
-    from ai_edge_litert.tools import flatbuffer_utils
+    from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
     int8 = 9  # schema TensorType.INT8
