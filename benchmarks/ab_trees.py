@@ -11,6 +11,8 @@ Usage (from a checkout; OLD is another checkout, e.g. ``git worktree add /tmp/ba
 
     python benchmarks/ab_trees.py /tmp/base [NEW_TREE] [--chunks 10 100] [--rounds 4] [--seconds 3]
 
+Two bundles with the same code: ``python benchmarks/ab_trees.py . . --old-bundle kws_edge/micro_bundle``.
+
 CPU ms per second of audio, whole process / inside ``process()``, as in
 ``benchmarks/test_bench_paced.py``.
 """
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("old", type=Path, help="source tree of the 'before' (a checkout with kws_edge/)")
     ap.add_argument("new", type=Path, nargs="?", default=HERE.parent, help="source tree of the 'after' (default: this one)")
     ap.add_argument("--bundle", type=Path, default=None, help="bundle directory (default: the new tree's default bundle)")
+    ap.add_argument("--old-bundle", type=Path, default=None,
+                    help="another bundle for the 'before' (default: --bundle); with OLD = NEW this compares two bundles")
     ap.add_argument("--chunks", type=int, nargs="+", default=[10, 100], help="chunk sizes in ms")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=3.0, help="paced audio per run (wall time)")
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle = args.bundle or args.new / "kws_edge" / "default_bundle"
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)
-        detectors = {label: _load(tree, f"kws_edge_ab_{label}", Path(tmp)).KeywordDetector.from_bundle(str(bundle))
+        bundles = {"before": args.old_bundle or bundle, "after": bundle}
+        detectors = {label: _load(tree, f"kws_edge_ab_{label}", Path(tmp)).KeywordDetector.from_bundle(str(bundles[label]))
                      for label, tree in (("before", args.old), ("after", args.new))}
         paced_audio = to_int16(bench.bench_audio(args.seconds + 1.0, 16000, seed=21))
         tight_audio = to_int16(bench.bench_audio(6.0, 16000, seed=22))
