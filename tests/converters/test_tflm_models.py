@@ -32,7 +32,8 @@ from kws_edge.errors import BackendUnavailableError, ConfigError, ConversionErro
 from kws_edge.features import mfcc  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "kws_edge" / "default_bundle"
+#: the shipped bundle for microcontrollers (the default one targets a Raspberry Pi and records no TFLM arena)
+MICRO_BUNDLE = Path(__file__).resolve().parents[2] / "kws_edge" / "micro_bundle"
 
 
 # ---------------------------------------------------------------- arena
@@ -58,8 +59,8 @@ def test_measured_arena_is_the_smallest_that_allocates_in_a_fresh_process():
 
 
 def test_the_allocator_total_undercounts_the_streaming_model():
-    """The shipped streaming model: the planner's temporary buffers need more than the 'used' total."""
-    bundle = load_bundle(DEFAULT_BUNDLE)
+    """The shipped micro streaming model: the planner's temporary buffers need more than the 'used' total."""
+    bundle = load_bundle(MICRO_BUNDLE)
     arena = tflm.measure_arena(bundle.streaming_model_bytes, confirm=False)
     assert arena.arena_used_bytes < arena.arena_bytes
     assert not tflm.allocates(bundle.streaming_model_bytes, arena.arena_used_bytes, fresh_process=False)
@@ -241,8 +242,8 @@ def test_record_in_bundle_then_kws_info_shows_the_arena(tmp_path):
     assert any(x.startswith("streaming activation") and "TFLM arena" in x for x in info.output.splitlines())
 
 
-def test_shipped_default_bundle_carries_tflm_arenas_for_both_models():
-    b = load_bundle(DEFAULT_BUNDLE)
+def test_shipped_micro_bundle_carries_tflm_arenas_for_both_models():
+    b = load_bundle(MICRO_BUNDLE)
     models = b.manifest.budgets.tflm.models
     assert set(models) == {b.manifest.model.file, b.manifest.streaming_model.file}
     for file, model in ((b.manifest.model.file, b.model_bytes),

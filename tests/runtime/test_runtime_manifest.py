@@ -21,7 +21,8 @@ from kws_edge.metrics import ClipMetrics, IsolatedConfig, StreamConfig, StreamSc
 from kws_edge.portable import absolute_paths_in
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "kws_edge" / "default_bundle"
+#: the default bundle shipped until session 9, as it shipped (format 2): the upgrade's real-world fixture
+SHIPPED = ROOT / "tests" / "data" / "format2_bundle"
 TCN = ROOT / "tests" / "data" / "tone_tcn_bundle"
 
 
@@ -35,7 +36,7 @@ def test_the_metrics_functions_return_the_typed_records_shapes():
 
 def test_a_format_2_manifest_is_read_as_format_3_key_by_key():
     raw = json.loads((SHIPPED / "manifest.json").read_text())
-    assert raw["format_version"] == 2  # the shipped bundle predates format 3; it loads without a note
+    assert raw["format_version"] == 2  # the bundle shipped until session 9 predates format 3; it loads without a note
     b = load_bundle(SHIPPED)
     m = b.manifest
     assert m.format_version == FORMAT_VERSION and b.notes == ()
