@@ -64,60 +64,55 @@ def _float_metrics(run_dir: Path, x: np.ndarray, y: np.ndarray, labels, keywords
     return clip_metrics(y, probs.argmax(axis=1), labels, keywords)
 
 
+def _heard_as_keyword(model, files: list[Path]) -> int:
+    """How many of ``files`` the bundle's window model (argmax, ``KwsModel.classify``) hears as a keyword."""
+    from kws_edge.audio import read_wav
+
+    kw = {model.labels.index(k) for k in model.keywords}
+    return sum(int(int(np.argmax(model.classify(read_wav(f, sample_rate_hz=model.features.sample_rate_hz).samples)))
+                   in kw) for f in files)
+
+
+def _word_counts(model, files_by_word: dict[str, list[Path]], method: str) -> dict:
+    """A ``WordFalseAccepts`` record (as JSON) of each word's clips heard as a keyword."""
+    per_word = {}
+    for w, files in files_by_word.items():
+        n_fa = _heard_as_keyword(model, files)
+        per_word[w] = {"n": len(files), "false_accepts": n_fa, "false_accept_rate": n_fa / len(files) if files else None}
+    n = sum(r["n"] for r in per_word.values())
+    fa = sum(r["false_accepts"] for r in per_word.values())
+    return {"words": list(files_by_word), "n_clips": n, "false_accepts": fa,
+            "keyword_false_accept_rate": fa / n if n else None, "per_word": per_word, "method": method}
+
+
 def _unseen_words(bundle, folders: list[Path], words: tuple[str, ...]) -> dict:
     """Keyword false-accept rate on every clip of the held-out words (never trained on) in any data folder."""
-    from kws_edge.audio import read_wav
     from kws_edge.model import KwsModel
 
-    model = KwsModel(bundle)
-    kw = {model.labels.index(k) for k in model.keywords}
-    per_word = {}
-    total = accepted = 0
-    for w in words:
-        files = sorted(f for root in folders for f in (root / w).glob("*.wav"))
-        n_fa = 0
-        for f in files:
-            scores = model.classify(read_wav(f, sample_rate_hz=model.features.sample_rate_hz).samples)
-            n_fa += int(int(np.argmax(scores)) in kw)
-        per_word[w] = {"n": len(files), "false_accepts": n_fa,
-                       "false_accept_rate": n_fa / len(files) if files else None}
-        total += len(files)
-        accepted += n_fa
-    return {"words": list(words), "n_clips": total, "false_accepts": accepted,
-            "keyword_false_accept_rate": accepted / total if total else None, "per_word": per_word,
-            "method": "every clip of words held out of training (all splits), argmax of the int8 bundle"}
+    files = {w: sorted(f for root in folders for f in (root / w).glob("*.wav")) for w in words}
+    return _word_counts(KwsModel(bundle), files,
+                        "every clip of words held out of training (all splits), argmax of the int8 bundle")
 
 
 def _words_heard_as_keywords(bundle, folders: list[Path], config, split: str = "validation") -> dict:
     """Per other word: how many of the split's clips of that word (every one, not the run's subsample)
     are heard as a keyword. Splits by the speaker hash (``which_set``), as the run's index does where a
     folder has no list files (the shared data has none)."""
-    from kws_edge.audio import read_wav
     from kws_edge.model import KwsModel
     from kws_edge.training.dataset import which_set
 
     model = KwsModel(bundle)
-    kw = {model.labels.index(k) for k in model.keywords}
-    per_word: dict[str, dict] = {}
+    files: dict[str, list[Path]] = {}
     for root in folders:
         for word_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
             if word_dir.name in model.keywords or word_dir.name in config.exclude_words:
                 continue
-            row = per_word.setdefault(word_dir.name, {"n": 0, "false_accepts": 0})
-            for f in sorted(word_dir.glob("*.wav")):
-                if which_set(f.name, config.validation_percentage, config.testing_percentage) != split:
-                    continue
-                scores = model.classify(read_wav(f, sample_rate_hz=model.features.sample_rate_hz).samples)
-                row["n"] += 1
-                row["false_accepts"] += int(int(np.argmax(scores)) in kw)
-    for row in per_word.values():
-        row["false_accept_rate"] = row["false_accepts"] / row["n"] if row["n"] else None
-    n = sum(r["n"] for r in per_word.values())
-    fa = sum(r["false_accepts"] for r in per_word.values())
-    return {"words": sorted(per_word), "n_clips": n, "false_accepts": fa,
-            "keyword_false_accept_rate": fa / n if n else None, "per_word": dict(sorted(per_word.items())),
-            "method": f"every {split}-speaker clip of each other word in the data folders (speaker hash), "
-                      "argmax of the bundle's window model"}
+            files.setdefault(word_dir.name, []).extend(
+                f for f in sorted(word_dir.glob("*.wav"))
+                if which_set(f.name, config.validation_percentage, config.testing_percentage) == split)
+    return _word_counts(model, dict(sorted(files.items())),
+                        f"every {split}-speaker clip of each other word in the data folders (speaker hash), "
+                        "argmax of the bundle's window model")
 
 
 def _seed_spread(runs: list[Path]):
