@@ -65,14 +65,17 @@ def _snippet_dir(tmp_path: Path, yes_wav: Path) -> Path:
 
 
 def _run_snippet(folder: Path, **env: str):
-    import os
+    import signal
     import subprocess
     import sys
 
     from support.processes import kws_subprocess_env
 
+    # SIGINT as a terminal gives it: a suite started in the background of a non-interactive shell inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler (Ctrl-C would do nothing)
     return subprocess.Popen([sys.executable, "-c", _RUNNER], cwd=folder, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**kws_subprocess_env(), **env})
+                            stderr=subprocess.PIPE, env={**kws_subprocess_env(), **env},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_snippet_hears_a_1_s_clip_and_says_in_one_line_that_the_microphone_needs_the_extra(tmp_path):
