@@ -69,10 +69,11 @@ def flatten(value: Any, *, index_lists: bool = False, prefix: str = "") -> dict[
 
 
 def config_hash(config: Any) -> str:
-    """SHA-256 of a dataclass's canonical JSON form (sorted keys)."""
+    """SHA-256 of a dataclass's (or a JSON object's) canonical JSON form (sorted keys)."""
     import hashlib
 
-    text = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(config if isinstance(config, dict) else to_dict(config), sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -71,10 +71,15 @@ def config_for_bundle(bundle: Bundle) -> TrainConfig:
         except ConfigError:
             pass
         else:
-            # where the synthetic set is cached is this machine's business, not the recipe's (manifests
-            # keep only a path's name, see kws_edge.portable): use this machine's cache
-            return dataclasses.replace(config, synthetic=dataclasses.replace(config.synthetic, cache_dir=""))
+            return _this_machines_cache(config)
     return TrainConfig(labels=tuple(m.labels), keywords=tuple(m.keywords), features=m.features)
+
+
+def _this_machines_cache(config: TrainConfig) -> TrainConfig:
+    """``config`` with the synthetic set cached where this machine caches it: where it was cached is the
+    training machine's business, not the recipe's (run files and manifests keep only a path's name, see
+    kws_edge.portable)."""
+    return dataclasses.replace(config, synthetic=dataclasses.replace(config.synthetic, cache_dir=""))
 
 
 def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, run: str | Path | None = None,
@@ -93,7 +98,7 @@ def evaluate(*, data: str | tuple[str, ...], bundle: str | Path | None = None, r
     with tempfile.TemporaryDirectory(prefix="kws-evaluate-") as tmp:
         if run is not None:
             run_dir = open_run(run)
-            config = run_dir.config()
+            config = _this_machines_cache(run_dir.config())
             b = float_bundle_from_run(run_dir, Path(tmp) / "bundle")
             source = {"run": portable_path(run_dir.path)}
         else:

@@ -278,10 +278,13 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
     """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
+    # config.json as written: no path of this machine (data folders and teachers given as absolute paths
+    # are recorded by name, as in every run file), and the run's config hash is that file's
+    config_json = portable_json(to_dict(config))
     run_info: dict[str, Any] = {
         "format_version": rd.FORMAT_VERSION, "status": "incomplete", "kws_edge_version": __version__,
         "git_commit": git_commit(), "started_utc": utc_now(), "finished_utc": "", "seed": config.seed,
-        "config_sha256": config_hash(config), "data_sha256": "",
+        "config_sha256": config_hash(config_json), "data_sha256": "",
     }
     # check the model name before touching anything on disk
     from .models import ARCHITECTURES
@@ -304,7 +307,7 @@ def _train(config: TrainConfig, out_dir: str | Path, *, overwrite: bool = False,
         run_info["distilled_from"] = teachers.describe()
     run = rd.prepare_run_dir(out_dir, overwrite=overwrite, run_json=run_info)
     out = run.path
-    atomic_write_json(out / rd.CONFIG_JSON, to_dict(config))
+    atomic_write_json(out / rd.CONFIG_JSON, config_json)
     timings["data_s"] = time.perf_counter() - t_start
     manifest = portable_json(index.manifest())  # no path of this machine in a run file
     atomic_write_json(out / rd.DATA_MANIFEST_JSON, manifest)

@@ -115,7 +115,7 @@ def test_a_distilled_run_learns_from_its_teacher_and_records_it(teacher, module_
     recorded = a.run["distilled_from"]
     assert [r["config_sha256"] for r in recorded] == [run.run["config_sha256"]]
     assert recorded[0]["validation_accuracy"] == run.metrics()["validation"]["accuracy"]
-    assert a.config().distill_from == (str(run.path),)
+    assert a.config().distill_from == (run.path.name,)  # by name in config.json, as in run.json
     assert a.metrics() == b.metrics()  # deterministic
     assert a.history()["loss"] == b.history()["loss"]
     assert set(a.history()) == set(plain.history())  # same keys: loss, accuracy, val_loss, val_accuracy

@@ -142,7 +142,13 @@ def test_kws_train_takes_data_twice(folders, tmp_path):
                                              "--config", str(recipe), "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     config = json.loads((out / "config.json").read_text())
-    assert config["data"] == [str(first), str(second)]
+    assert first.is_absolute() and config["data"] == ["subset", "more"]  # by name: no path of this machine
+    from kws_edge.config import config_hash
+    from kws_edge.portable import absolute_paths_in
+
+    assert json.loads((out / "run.json").read_text())["config_sha256"] == config_hash(config)
+    for path in sorted(out.rglob("*.json")):
+        assert absolute_paths_in(json.loads(path.read_text())) == [], path.relative_to(out)
     manifest = json.loads((out / "data_manifest.json").read_text())
     assert [f["name"] for f in manifest["folders"]] == ["subset", "more"]
     assert any(f["path"].startswith("more/go/") for f in manifest["files"])
