@@ -102,3 +102,24 @@ def test_clean_manifest_paths_changes_only_absolute_paths(tmp_path):
     assert cleaned["budgets"]["profile"] == {"path": "x86-64.toml", "name": "x86-64"}
     proc = subprocess.run([sys.executable, str(CLEAN), str(path)], capture_output=True, text=True, timeout=60)
     assert "0 absolute paths replaced" in proc.stdout  # idempotent
+
+
+@pytest.mark.parametrize("tier", ["default", "micro"])
+def test_each_shipped_bundle_was_trained_with_its_recipe(tier):
+    """The tier's recipe, as ``make_bundle.sh`` passes it to kws-train, is the training configuration the
+    shipped bundle records (seed included: a recipe that named another seed reproduced another model)."""
+    from kws_edge.bundle import load_bundle, shipped_bundle_path
+    from kws_edge.config import from_dict, to_dict
+    from kws_edge.training.config import TrainConfig, load_config
+
+    manifest = load_bundle(shipped_bundle_path(tier)).manifest
+    shipped = to_dict(from_dict(TrainConfig, manifest.provenance.config))
+    recipe = to_dict(load_config(REPO / "training" / "recipes" / f"yes_no_{tier}.toml"))
+    # make_bundle.sh gives the data folders and the teachers on the command line
+    assert len(shipped.pop("data")) == 2 and recipe.pop("data") == "synthetic"
+    assert len(shipped.pop("distill_from")) == 2 and recipe.pop("distill_from") == []
+    assert shipped == recipe
+    teacher = load_config(REPO / "training" / "recipes" / "yes_no_teacher.toml")
+    teachers = manifest.provenance.run.distilled_from
+    assert [t.seed for t in teachers] == [1, 2]  # make_bundle.sh's TEACHER_SEEDS
+    assert {(t.architecture, t.width) for t in teachers} == {(teacher.model.architecture, teacher.model.width)}
