@@ -20,7 +20,8 @@
 #   overrides the tier recipe's seed; EPOCHS every recipe's epochs (quick checks only); RECIPES the folder of
 #   the yes_no_*.toml recipes (default: this one; the tests pass tiny ones); TEACHER_SEEDS the
 #   teachers' seeds (default "1 2"; empty: no distillation); SPREAD_SEEDS more seeds of the tier's recipe,
-#   trained and recorded as the bundle's seed spread (default none); TUNE_MINUTES / REPORT_MINUTES the
+#   trained and recorded with the tier's own seed as the bundle's seed spread (default none: no spread;
+#   the shipped bundles: SPREAD_SEEDS=1); TUNE_MINUTES / REPORT_MINUTES the
 #   lengths of the validation tuning and report streams (default 45 / 35; shorter for quick checks only).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,7 +70,8 @@ done
 echo "[1/3] kws-train $tier -> $work/$tier" >&2
 kws-train "${data_args[@]}" --config "$recipes/yes_no_$tier.toml" --out "$work/$tier" --overwrite -q "${extra[@]}" \
     "${epochs[@]}" "${teachers[@]}" >&2
-spread=(--spread-run "$work/$tier")
+spread=()  # the seed spread: the tier's run and those of SPREAD_SEEDS (none: no spread is recorded)
+[[ -n "${SPREAD_SEEDS:-}" ]] && spread=(--spread-run "$work/$tier")
 for s in ${SPREAD_SEEDS:-}; do
     echo "[1/3] kws-train $tier, seed $s (seed spread) -> $work/${tier}_s$s" >&2
     kws-train "${data_args[@]}" --config "$recipes/yes_no_$tier.toml" --seed "$s" --out "$work/${tier}_s$s" \
@@ -83,6 +85,6 @@ kws-convert "$work/$tier" --device "$device" --out "$work/${tier}_converted" --o
     --max-accuracy-drop 10 --streaming "${convert_tier[@]}" >&2
 echo "[3/3] finish -> $out" >&2
 python "$here/finish_bundle.py" --run "$work/$tier" --bundle "$work/${tier}_converted" --data "${data[@]}" \
-    --out "$out" --isolated-target "$isolated" --name "yes-no-$tier" "${spread[@]}" \
+    --out "$out" --isolated-target "$isolated" --name "yes-no-$tier" ${spread[@]+"${spread[@]}"} \
     --tune-minutes "${TUNE_MINUTES:-45}" --report-minutes "${REPORT_MINUTES:-35}" \
     --recipe "training/recipes/yes_no_$tier.toml (training/recipes/make_bundle.sh $tier)"
